@@ -1,0 +1,140 @@
+"""LLM clients and calls: one client per provider, built once, every call bounded.
+
+The SDKs retry on their own unless told not to; the flow sets ``max_retries`` from
+:class:`harness.config.Settings` (0 by default) so every attempt is visible to the probes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from harness.config import Settings
+from harness.flow.errors import NonJSONResponse
+from harness.flow.hooks import LLMAnswer
+
+__all__ = ["LLMClients", "PRICES_PER_MTOK", "build_clients", "cost_usd", "create_message", "embed", "stream_message"]
+
+#: USD per million tokens (input, output), matched by model-name prefix; public list prices.
+PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
+    "claude-opus-4": (15.0, 75.0),
+    "claude-sonnet-4": (3.0, 15.0),
+    "claude-haiku-4": (1.0, 5.0),
+    "claude-3-5-haiku": (0.8, 4.0),
+    "text-embedding-3-small": (0.02, 0.0),
+    "text-embedding-3-large": (0.13, 0.0),
+}
+
+#: Characters of streamed text between two progress events.
+PROGRESS_EVERY_CHARS = 4000
+
+
+def cost_usd(model: str, input_tokens: int | None, output_tokens: int | None) -> float | None:
+    """Price of one call, or ``None`` for a model without a known price."""
+    for prefix, (per_in, per_out) in PRICES_PER_MTOK.items():
+        if model.startswith(prefix):
+            return round(((input_tokens or 0) * per_in + (output_tokens or 0) * per_out) / 1_000_000, 6)
+    return None
+
+
+@dataclass(frozen=True)
+class LLMClients:
+    """The two SDK clients the flow uses, shared by every call."""
+
+    anthropic: Any
+    openai: Any
+
+
+def build_clients(settings: Settings, *, http_client: Any = None) -> LLMClients:
+    """Async Anthropic and OpenAI clients with the project's timeouts and retry count."""
+    import anthropic
+    import openai
+
+    timeouts = settings.timeouts
+    anthropic_client = anthropic.AsyncAnthropic(
+        api_key=settings.anthropic_api_key or "",
+        base_url=settings.anthropic_base_url,
+        max_retries=settings.sdk_max_retries,
+        timeout=anthropic.Timeout(timeouts.llm_request, connect=timeouts.llm_connect),
+    )
+    openai_client = openai.AsyncOpenAI(
+        api_key=settings.openai_api_key or "",
+        base_url=settings.openai_base_url,
+        max_retries=settings.sdk_max_retries,
+        timeout=openai.Timeout(timeouts.llm_request, connect=timeouts.llm_connect),
+    )
+    return LLMClients(anthropic=anthropic_client, openai=openai_client)
+
+
+def _answer(message: Any, *, started: float, streamed: bool, max_tokens: int, model: str) -> LLMAnswer:
+    text = "".join(block.text for block in message.content if getattr(block, "type", None) == "text")
+    usage = getattr(message, "usage", None)
+    input_tokens = getattr(usage, "input_tokens", None)
+    output_tokens = getattr(usage, "output_tokens", None)
+    answered_model = getattr(message, "model", None) or model
+    return LLMAnswer(
+        provider="anthropic",
+        model=answered_model,
+        text=text,
+        stop_reason=message.stop_reason,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        latency_s=time.perf_counter() - started,
+        streamed=streamed,
+        max_tokens=max_tokens,
+        cost_usd=cost_usd(answered_model, input_tokens, output_tokens),
+        request_id=getattr(message, "_request_id", None),
+    )
+
+
+async def create_message(
+    clients: LLMClients, *, model: str, system: str, prompt: str, max_tokens: int
+) -> LLMAnswer:
+    """One non-streaming Messages call."""
+    started = time.perf_counter()
+    message = await clients.anthropic.messages.create(
+        model=model,
+        max_tokens=max_tokens,
+        system=system,
+        messages=[{"role": "user", "content": prompt}],
+    )
+    if isinstance(message, str):  # the SDK hands back the body as text when it is not JSON
+        raise NonJSONResponse(message)
+    return _answer(message, started=started, streamed=False, max_tokens=max_tokens, model=model)
+
+
+async def stream_message(
+    clients: LLMClients,
+    *,
+    model: str,
+    system: str,
+    prompt: str,
+    max_tokens: int,
+    on_progress: Callable[[int], Awaitable[None]] | None = None,
+) -> LLMAnswer:
+    """One streaming Messages call; ``on_progress(chars_so_far)`` every few thousand characters."""
+    started = time.perf_counter()
+    received = 0
+    next_progress = PROGRESS_EVERY_CHARS
+    async with clients.anthropic.messages.stream(
+        model=model,
+        max_tokens=max_tokens,
+        system=system,
+        messages=[{"role": "user", "content": prompt}],
+    ) as stream:
+        async for text in stream.text_stream:
+            received += len(text)
+            if on_progress is not None and received >= next_progress:
+                next_progress += PROGRESS_EVERY_CHARS
+                await on_progress(received)
+        message = await stream.get_final_message()
+    return _answer(message, started=started, streamed=True, max_tokens=max_tokens, model=model)
+
+
+async def embed(clients: LLMClients, *, model: str, texts: Sequence[str]) -> list[list[float]]:
+    """Embeddings for ``texts``, in order."""
+    response = await clients.openai.embeddings.create(model=model, input=list(texts))
+    ordered = sorted(response.data, key=lambda item: item.index)
+    return [list(item.embedding) for item in ordered]

@@ -1,0 +1,89 @@
+"""Record: run the flow live and keep its LLM exchanges as a redacted cassette.
+
+The verdict of the recorded run becomes the cassette's expectation, so replaying it later
+must reproduce the same verdict. The database the run writes to is the caller's: a
+disposable one for cassettes of our own, the user's for a production recording.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+from harness.cassettes import OFFICIAL_BASE_URLS, recording
+from harness.config import Settings
+from harness.runner import FlowRequest, FlowRun, run_flow
+
+__all__ = ["RecordedCassette", "record_cassette"]
+
+
+@dataclass(frozen=True)
+class RecordedCassette:
+    """Where the cassette went and the run it recorded."""
+
+    path: Path
+    run: FlowRun
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for package in ("anthropic", "openai", "vcrpy", "masterplan-harness"):
+        try:
+            found[package] = importlib_metadata.version(package)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    found["python"] = platform.python_version()
+    return found
+
+
+def record_cassette(
+    path: Path,
+    *,
+    name: str,
+    description: str,
+    request: FlowRequest,
+    settings: Settings,
+    made_with: str,
+    force: bool = False,
+) -> RecordedCassette:
+    """Run ``request`` through the flow with ``settings`` and write every LLM exchange to ``path``.
+
+    ``made_with`` says honestly what answered (a real API, or a local stand-in server);
+    when base URLs point at a stand-in, the cassette records the official URLs instead.
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists; pass force=True (--force) to overwrite it")
+    if path.exists():
+        path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stand_ins = {}
+    if settings.anthropic_base_url:
+        stand_ins[settings.anthropic_base_url.rstrip("/")] = OFFICIAL_BASE_URLS["anthropic"]
+    if settings.openai_base_url:
+        local = settings.openai_base_url.rstrip("/")
+        stand_ins[local.removesuffix("/v1")] = OFFICIAL_BASE_URLS["openai"]
+    meta = {
+        "name": name,
+        "description": description,
+        "request": request.request,
+        "user_id": request.user_id,
+        "session_id": request.session_id,
+        "expect": "pending",
+        "recorded_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "made_with": made_with,
+        "models": {"generation": settings.models.generation, "embedding": settings.models.embedding},
+        "versions": _versions(),
+    }
+    with recording(path, meta, stand_ins=stand_ins):
+        run = run_flow(settings, request)
+        meta["expect"] = run.report.verdict
+        meta["calls"] = [
+            {"point": key.removeprefix("llm."), **value}
+            for key, value in run.observations.items()
+            if key.startswith("llm.")
+        ]
+    return RecordedCassette(path, run)

@@ -1,0 +1,250 @@
+"""Stage llm: each LLM call is accepted, answered, and complete.
+
+Two ways in: :func:`check_answer` looks at an answer the flow received (a truncated answer
+is a failure *here*, not a parse error later), and :func:`classify` explains an exception
+raised by a call — one check per SDK failure, with status, request id and retry-after.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from probes.core import Check, Finding, Level, Stage
+
+__all__ = ["ANSWER_CHECKS", "CHECKS", "CALL_ANSWERED", "LLMExchangeLike", "check_answer", "classify", "exchange_evidence"]
+
+_TRUNCATION_HINT = (
+    "Generate the plan in batches of at most 50 tasks (the seed's recommendation), or raise max_tokens; "
+    "the model's maximum output is the hard ceiling."
+)
+
+LLM001 = Check("LLM001", Stage.LLM, Level.ERROR, "answer not cut at max_tokens", _TRUNCATION_HINT)
+LLM002 = Check(
+    "LLM002", Stage.LLM, Level.ERROR, "stream ended with a stop reason",
+    "The stream was cut before message_stop: check proxies and load balancers for idle or size limits, "
+    "and retry the call.",
+)
+LLM003 = Check(
+    "LLM003", Stage.LLM, Level.ERROR, "API key accepted",
+    "The API rejected the key: set a valid ANTHROPIC_API_KEY / OPENAI_API_KEY for this environment.",
+)
+LLM004 = Check(
+    "LLM004", Stage.LLM, Level.ERROR, "API key allowed to use the model",
+    "The key is valid but not permitted: check the workspace, organization and model access of the key.",
+)
+LLM005 = Check(
+    "LLM005", Stage.LLM, Level.ERROR, "model exists",
+    "The model name is unknown to the API: use a current model id (see the provider's model list).",
+)
+LLM006 = Check(
+    "LLM006", Stage.LLM, Level.ERROR, "not rate limited",
+    "Slow down or raise the rate limit; retry after the retry-after interval in the evidence.",
+)
+LLM007 = Check(
+    "LLM007", Stage.LLM, Level.ERROR, "API not overloaded",
+    "The provider is overloaded (529): retry with backoff; nothing is wrong on your side.",
+)
+LLM008 = Check(
+    "LLM008", Stage.LLM, Level.ERROR, "API answered without a server error",
+    "The provider failed (5xx): retry with backoff and check the provider's status page.",
+)
+LLM009 = Check(
+    "LLM009", Stage.LLM, Level.ERROR, "API answered in time",
+    "The call timed out: stream long generations, generate in batches, or raise the request timeout.",
+)
+LLM010 = Check(
+    "LLM010", Stage.LLM, Level.ERROR, "API reachable",
+    "The API could not be reached: check network egress, proxies and ANTHROPIC_BASE_URL / OPENAI_BASE_URL.",
+)
+LLM011 = Check(
+    "LLM011", Stage.LLM, Level.ERROR, "API answered with JSON",
+    "Something between you and the API answered instead of it (HTML error page, truncated body): "
+    "check proxies and the base URL.",
+)
+LLM012 = Check(
+    "LLM012", Stage.LLM, Level.ERROR, "request matches the cassette",
+    "The flow sent a request the cassette did not record (prompt or parameters changed): "
+    "re-record the cassette with `harness record`, or revert the change.",
+)
+LLM013 = Check(
+    "LLM013", Stage.LLM, Level.WARNING, "example retrieval answered",
+    "Embeddings failed, so the plan was generated without similar examples: check OPENAI_API_KEY and the "
+    "embeddings model.",
+)
+LLM014 = Check(
+    "LLM014", Stage.LLM, Level.ERROR, "request accepted as valid",
+    "The API rejected the request (400/413/422): check max_tokens against the model's limit and the prompt size.",
+)
+LLM015 = Check(
+    "LLM015", Stage.LLM, Level.ERROR, "stream carried no error event",
+    "The API sent an error event mid-stream (usually overloaded): retry with backoff.",
+)
+LLM100 = Check("LLM100", Stage.LLM, Level.ERROR, "call answered", "See the finding for the reason the call failed.")
+LLM900 = Check(
+    "LLM900", Stage.LLM, Level.ERROR, "call failed in an expected way",
+    "An unexpected error during an LLM call; the evidence names the exception.",
+)
+
+CALL_ANSWERED = LLM100
+ANSWER_CHECKS = (LLM001, LLM002)
+CHECKS = (
+    LLM001, LLM002, LLM003, LLM004, LLM005, LLM006, LLM007, LLM008, LLM009, LLM010,
+    LLM011, LLM012, LLM013, LLM014, LLM015, LLM100, LLM900,
+)
+
+
+class LLMExchangeLike(Protocol):
+    """What the probe needs to know about one answered call."""
+
+    provider: str
+    model: str
+    text: str
+    stop_reason: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    latency_s: float
+    streamed: bool
+    max_tokens: int | None
+    cost_usd: float | None
+
+
+def exchange_evidence(answer: LLMExchangeLike) -> dict[str, Any]:
+    """The recorded facts of one call: stop reason, usage, cost, latency."""
+    return {
+        "provider": answer.provider,
+        "model": answer.model,
+        "stop_reason": answer.stop_reason,
+        "input_tokens": answer.input_tokens,
+        "output_tokens": answer.output_tokens,
+        "max_tokens": answer.max_tokens,
+        "cost_usd": answer.cost_usd,
+        "latency_s": round(answer.latency_s, 3),
+        "streamed": answer.streamed,
+        "text_chars": len(answer.text),
+    }
+
+
+def check_answer(answer: LLMExchangeLike, point: str) -> list[Finding]:
+    """An answer that stopped at max_tokens, or a stream with no stop reason, is truncated."""
+    evidence = exchange_evidence(answer)
+    evidence["text_tail"] = answer.text[-80:]
+    if answer.stop_reason == "max_tokens":
+        return [
+            LLM001.finding(
+                f"The {point} answer stopped at max_tokens after {answer.output_tokens} output tokens: "
+                "its JSON is incomplete.",
+                point=point,
+                **evidence,
+            )
+        ]
+    if answer.stop_reason is None:
+        return [
+            LLM002.finding(
+                f"The {point} stream ended with no stop reason after {len(answer.text)} characters: "
+                "the answer is incomplete.",
+                point=point,
+                **evidence,
+            )
+        ]
+    return []
+
+
+def _cassette_mismatch(exc: BaseException) -> BaseException | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__name__ == "CannotOverwriteExistingCassetteException":
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _status_evidence(exc: Any) -> dict[str, Any]:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", {}) or {}
+    body = getattr(exc, "body", None)
+    error_type = None
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        error_type = inner.get("type") if isinstance(inner, dict) else None
+    return {
+        "status": getattr(exc, "status_code", None),
+        "error_type": error_type,
+        "request_id": getattr(exc, "request_id", None) or headers.get("request-id") or headers.get("x-request-id"),
+        "retry_after": headers.get("retry-after"),
+        "error": str(getattr(exc, "message", exc))[:300],
+    }
+
+
+def classify(exc: BaseException, point: str) -> Finding:
+    """Explain an exception raised by an LLM call at ``point``."""
+    import anthropic
+    import openai
+
+    if point == "examples":
+        return LLM013.finding(
+            f"Example retrieval failed ({type(exc).__name__}); the plan is generated without examples.",
+            point=point,
+            error_type=type(exc).__name__,
+            error=str(exc)[:300],
+        )
+
+    mismatch = _cassette_mismatch(exc)
+    if mismatch is not None:
+        return LLM012.finding(
+            f"The {point} request is not in the cassette.", point=point, mismatch=str(mismatch)[:2000]
+        )
+
+    # The flow's own errors are recognised by name: probes import nothing from the flow.
+    flow_error = type(exc).__name__
+    if flow_error == "LLMTruncated":
+        stop_reason = getattr(exc, "stop_reason", None)
+        check = LLM001 if stop_reason == "max_tokens" else LLM002
+        return check.finding(str(exc), point=point, stop_reason=stop_reason, output_tokens=getattr(exc, "output_tokens", None))
+    if flow_error == "NonJSONResponse":
+        return LLM011.finding(
+            f"The {point} call got a body that is not the API's JSON.",
+            point=point,
+            body_chars=getattr(exc, "body_chars", None),
+            head=getattr(exc, "head", None),
+        )
+
+    for sdk in (anthropic, openai):
+        by_class: list[tuple[type, Check, str]] = [
+            (sdk.AuthenticationError, LLM003, "The API rejected the key"),
+            (sdk.PermissionDeniedError, LLM004, "The key may not use this model or workspace"),
+            (sdk.NotFoundError, LLM005, "The model (or endpoint) was not found"),
+            (sdk.RateLimitError, LLM006, "The API rate-limited the call"),
+            (sdk.APITimeoutError, LLM009, "The call timed out"),
+            (sdk.APIConnectionError, LLM010, "The API could not be reached"),
+            (sdk.APIResponseValidationError, LLM011, "The API's answer did not have the expected shape"),
+        ]
+        if sdk is anthropic:
+            by_class.insert(4, (anthropic.OverloadedError, LLM007, "The API is overloaded"))
+        for cls, check, message in by_class:
+            if isinstance(exc, cls):
+                evidence = _status_evidence(exc) if isinstance(exc, sdk.APIStatusError) else {"error": str(exc)[:300]}
+                return check.finding(f"{message} ({point} call).", point=point, error_type=type(exc).__name__, **evidence)
+        if isinstance(exc, sdk.APIStatusError):
+            evidence = _status_evidence(exc)
+            status = evidence["status"]
+            if status == 200:
+                check, message = LLM015, "The stream carried an error event"
+            elif status in (400, 413, 422):
+                check, message = LLM014, "The API rejected the request"
+            elif status == 529 or evidence["error_type"] == "overloaded_error":
+                check, message = LLM007, "The API is overloaded"
+            elif status is not None and status >= 500:
+                check, message = LLM008, "The API failed with a server error"
+            else:
+                check, message = LLM900, "The API answered with an unexpected status"
+            return check.finding(f"{message} ({point} call, status {status}).", point=point, error_type=type(exc).__name__, **evidence)
+
+    import json
+
+    if isinstance(exc, json.JSONDecodeError):
+        return LLM011.finding(
+            f"The {point} call got a body that is not the API's JSON: {exc}", point=point, error_type=type(exc).__name__
+        )
+    return LLM900.finding(f"{type(exc).__name__}: {exc}", point=point, error_type=type(exc).__name__)

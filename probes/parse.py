@@ -1,0 +1,139 @@
+"""Stage parse: the answer holds JSON, the JSON meets the contract, the plan is coherent.
+
+The probe parses the raw answer itself (with :mod:`harness.contract`), so it judges what
+the LLM said independently of what the flow under diagnosis does with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from harness.contract import (
+    ContractViolation,
+    Discovery,
+    JSONDecodeFailed,
+    MasterPlan,
+    NoJSONFound,
+    PlanProblem,
+    ProblemKind,
+    parse_discovery,
+    parse_masterplan,
+    plan_problems,
+)
+from probes.core import Check, Finding, Level, Stage
+
+__all__ = ["CHECKS", "DOCUMENT_CHECKS", "PLAN_CHECKS", "check_discovery_text", "check_masterplan_text", "classify"]
+
+PARSE001 = Check(
+    "PARSE001", Stage.PARSE, Level.ERROR, "answer contains JSON",
+    "The model answered without a JSON object: make the system prompt demand JSON only, and check the answer "
+    "in the evidence.",
+)
+PARSE002 = Check(
+    "PARSE002", Stage.PARSE, Level.ERROR, "JSON decodes",
+    "The JSON is malformed at the position in the evidence; if it ends abruptly the answer was truncated "
+    "(see the llm stage).",
+)
+PARSE003 = Check(
+    "PARSE003", Stage.PARSE, Level.ERROR, "required fields present and typed",
+    "The fields in the evidence are missing or mistyped: tighten the prompt's schema, or validate and retry.",
+)
+PARSE004 = Check(
+    "PARSE004", Stage.PARSE, Level.ERROR, "declared task count matches the tasks",
+    "total_tasks disagrees with the tasks listed: compute totals from the tasks rather than trusting the model.",
+)
+PARSE005 = Check(
+    "PARSE005", Stage.PARSE, Level.ERROR, "task numbers unique",
+    "Two tasks share a number, so dependencies are ambiguous: renumber, or generate in batches with fixed ranges.",
+)
+PARSE006 = Check(
+    "PARSE006", Stage.PARSE, Level.ERROR, "every dependency exists",
+    "A task depends on a task number that is not in the plan: drop or repair the dependency before saving.",
+)
+PARSE007 = Check(
+    "PARSE007", Stage.PARSE, Level.ERROR, "dependencies form no cycle",
+    "The tasks named in the evidence depend on each other in a loop: break the cycle; no order can execute them.",
+)
+PARSE008 = Check(
+    "PARSE008", Stage.PARSE, Level.ERROR, "no empty phase or milestone",
+    "A phase has no milestones or a milestone has no tasks: ask for them again or remove the container.",
+)
+PARSE009 = Check(
+    "PARSE009", Stage.PARSE, Level.WARNING, "tasks are atomic (200-800 tokens)",
+    "Tasks outside the atomic range are too big to execute in one step or too small to be worth one: split or merge.",
+)
+PARSE900 = Check(
+    "PARSE900", Stage.PARSE, Level.ERROR, "answer parsed as expected",
+    "An unexpected error while parsing; the evidence names the exception.",
+)
+
+DOCUMENT_CHECKS = (PARSE001, PARSE002, PARSE003)
+PLAN_CHECKS = (PARSE004, PARSE005, PARSE006, PARSE007, PARSE008, PARSE009)
+CHECKS = DOCUMENT_CHECKS + PLAN_CHECKS + (PARSE900,)
+
+_PROBLEM_CHECKS = {
+    ProblemKind.TOTAL_MISMATCH: PARSE004,
+    ProblemKind.DUPLICATE_TASK_NUMBER: PARSE005,
+    ProblemKind.DANGLING_DEPENDENCY: PARSE006,
+    ProblemKind.DEPENDENCY_CYCLE: PARSE007,
+    ProblemKind.EMPTY_CONTAINER: PARSE008,
+    ProblemKind.NOT_ATOMIC: PARSE009,
+}
+
+
+def _contract_finding(exc: Exception, point: str) -> Finding:
+    if isinstance(exc, NoJSONFound):
+        return PARSE001.finding(
+            f"The {point} answer contains no JSON object.", point=point, text_chars=exc.text_chars, head=exc.head
+        )
+    if isinstance(exc, JSONDecodeFailed):
+        return PARSE002.finding(
+            f"The {point} JSON does not decode: {exc.reason} at line {exc.line} column {exc.column}.",
+            point=point,
+            line=exc.line,
+            column=exc.column,
+            offset=exc.offset,
+            context=exc.context,
+            text_chars=exc.text_chars,
+        )
+    if isinstance(exc, ContractViolation):
+        return PARSE003.finding(
+            f"The {point} JSON does not meet the contract: {len(exc.errors)} field problem(s), "
+            f"first at {exc.errors[0]['path']}.",
+            point=point,
+            fields=exc.errors[:20],
+        )
+    raise exc
+
+
+def check_discovery_text(text: str, point: str = "discovery") -> tuple[list[Finding], Discovery | None]:
+    """Extract and validate a discovery answer: findings, and the document when it parsed."""
+    try:
+        return [], parse_discovery(text)
+    except (NoJSONFound, JSONDecodeFailed, ContractViolation) as exc:
+        return [_contract_finding(exc, point)], None
+
+
+def check_masterplan_text(text: str, point: str = "masterplan") -> tuple[list[Finding], MasterPlan | None]:
+    """Extract and validate a masterplan answer, then judge the plan as a whole."""
+    try:
+        plan = parse_masterplan(text)
+    except (NoJSONFound, JSONDecodeFailed, ContractViolation) as exc:
+        return [_contract_finding(exc, point)], None
+    return plan_findings(plan_problems(plan), point), plan
+
+
+def plan_findings(problems: Sequence[PlanProblem], point: str) -> list[Finding]:
+    """One finding per problem with a plan."""
+    return [_PROBLEM_CHECKS[p.kind].finding(p.message + ".", point=point, **p.evidence) for p in problems]
+
+
+def classify(exc: BaseException, point: str) -> Finding:
+    """Explain an exception the flow raised while parsing or validating."""
+    if isinstance(exc, (NoJSONFound, JSONDecodeFailed, ContractViolation)):
+        return _contract_finding(exc, point)
+    problems: Any = getattr(exc, "problems", None)
+    if problems and all(isinstance(p, PlanProblem) for p in problems):
+        return plan_findings(problems, point)[0]
+    return PARSE900.finding(f"{type(exc).__name__}: {exc}", point=point, error_type=type(exc).__name__)

@@ -1,0 +1,236 @@
+"""Stage persist: what the flow says it saved is really there, for everyone.
+
+The readback goes through a *new* connection made from ``DATABASE_URL`` — never through
+the flow's session — so a write that was never committed, was rolled back, or went to
+another database is caught. Rows are compared field by field with what the LLM said,
+children are counted and the dependency graph is rebuilt from the rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from typing import Any
+
+from harness.config import TIMEOUTS, Timeouts
+from harness.contract import Discovery, MasterPlan, iter_tasks
+from harness.redaction import redact_url
+from probes.core import Check, Finding, Level, Stage
+from probes.db import probe_engine
+from probes.dberrors import DBErrorKind, describe_db_error
+
+__all__ = ["CHECKS", "DISCOVERY_CHECKS", "PLAN_CHECKS", "check_detached", "check_discovery_row", "check_masterplan_rows", "classify"]
+
+PERSIST001 = Check(
+    "PERSIST001", Stage.PERSIST, Level.ERROR, "saved row visible to a new connection",
+    "The flow reported a save but another connection cannot see the row: the transaction was never committed "
+    "(an exception swallowed in the session scope?) or the flow writes to a different database than DATABASE_URL.",
+)
+PERSIST002 = Check(
+    "PERSIST002", Stage.PERSIST, Level.ERROR, "saved fields match the generated document",
+    "The row differs from what the LLM produced in the fields listed: check the mapping in the save function.",
+)
+PERSIST003 = Check(
+    "PERSIST003", Stage.PERSIST, Level.ERROR, "all phases, milestones and tasks saved",
+    "Some children are missing: save the plan and all its children in one unit of work.",
+)
+PERSIST004 = Check(
+    "PERSIST004", Stage.PERSIST, Level.ERROR, "task dependencies saved",
+    "The dependency rows do not rebuild the plan's graph: map task numbers to saved task ids before linking.",
+)
+PERSIST005 = Check(
+    "PERSIST005", Stage.PERSIST, Level.ERROR, "returned object usable after its session closed",
+    "Load what you need before the session closes, or create sessions with expire_on_commit=False.",
+)
+PERSIST006 = Check(
+    "PERSIST006", Stage.PERSIST, Level.ERROR, "save committed without a database error",
+    "The database refused the save; the evidence has its SQLSTATE and message.",
+)
+PERSIST007 = Check(
+    "PERSIST007", Stage.PERSIST, Level.ERROR, "plan marked complete",
+    "The plan row is not in status 'draft': generation did not finish, and the row says so.",
+)
+PERSIST900 = Check(
+    "PERSIST900", Stage.PERSIST, Level.ERROR, "save finished as expected",
+    "An unexpected error while saving; the evidence names the exception.",
+)
+
+DISCOVERY_CHECKS = (PERSIST001, PERSIST002)
+PLAN_CHECKS = (PERSIST001, PERSIST002, PERSIST007, PERSIST003, PERSIST004)
+CHECKS = (PERSIST001, PERSIST002, PERSIST003, PERSIST004, PERSIST005, PERSIST006, PERSIST007, PERSIST900)
+
+_DISCOVERY_LISTS = ("bounded_contexts", "aggregates", "value_objects", "domain_events", "services")
+
+
+def _readback(database_url: str, timeouts: Timeouts, sql: str, **params: Any) -> list[dict[str, Any]]:
+    from sqlalchemy import text
+
+    engine = probe_engine(database_url, timeouts)
+    try:
+        with engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(text(sql), params)]
+    finally:
+        engine.dispose()
+
+
+def _not_visible(table: str, key: uuid.UUID, database_url: str, point: str) -> Finding:
+    return PERSIST001.finding(
+        f"The {point} row {key} is not visible in {table} through a new connection.",
+        point=point,
+        table=table,
+        key=str(key),
+        target=redact_url(database_url),
+    )
+
+
+def check_discovery_row(
+    database_url: str, key: uuid.UUID, expected: Discovery, point: str = "discovery", timeouts: Timeouts = TIMEOUTS
+) -> list[Finding]:
+    """The discovery row exists for a new connection and holds what the LLM produced."""
+    rows = _readback(database_url, timeouts, "SELECT * FROM discovery_documents WHERE discovery_id = :key", key=key)
+    if not rows:
+        return [_not_visible("discovery_documents", key, database_url, point)]
+    row = rows[0]
+    wanted: dict[str, Any] = {"domain": expected.domain}
+    for name in _DISCOVERY_LISTS:
+        wanted[name] = [item.model_dump(mode="json") for item in getattr(expected, name)]
+    differing = sorted(name for name, value in wanted.items() if row.get(name) != value)
+    if differing:
+        return [
+            PERSIST002.finding(
+                f"The saved discovery differs from the generated one in {', '.join(differing)}.",
+                point=point,
+                fields=differing,
+                key=str(key),
+            )
+        ]
+    return []
+
+
+def check_masterplan_rows(
+    database_url: str, key: uuid.UUID, expected: MasterPlan, point: str = "masterplan", timeouts: Timeouts = TIMEOUTS
+) -> list[Finding]:
+    """The plan, its children and its dependency graph are there for a new connection, as generated."""
+    plans = _readback(database_url, timeouts, "SELECT * FROM masterplans WHERE masterplan_id = :key", key=key)
+    if not plans:
+        return [_not_visible("masterplans", key, database_url, point)]
+    plan = plans[0]
+    findings: list[Finding] = []
+
+    tasks = [task for _, _, task in iter_tasks(expected)]
+    wanted = {
+        "project_name": expected.project_name,
+        "architecture_style": expected.architecture_style,
+        "tech_stack": expected.tech_stack,
+        "total_tasks": len(tasks),
+        "total_phases": len(expected.phases),
+        "total_milestones": sum(len(phase.milestones) for phase in expected.phases),
+    }
+    differing = sorted(name for name, value in wanted.items() if plan.get(name) != value)
+    if differing:
+        findings.append(
+            PERSIST002.finding(
+                f"The saved plan differs from the generated one in {', '.join(differing)}.",
+                point=point,
+                fields=differing,
+                saved={name: plan.get(name) for name in differing if name != "tech_stack"},
+            )
+        )
+    status = str(plan.get("status"))
+    if status != "draft":
+        findings.append(
+            PERSIST007.finding(
+                f"The plan is in status {status!r}, not 'draft'.",
+                point=point,
+                status=status,
+                error_message=plan.get("error_message"),
+            )
+        )
+
+    counts = _readback(
+        database_url,
+        timeouts,
+        """
+        SELECT
+          (SELECT count(*) FROM masterplan_phases WHERE masterplan_id = :key) AS phases,
+          (SELECT count(*) FROM masterplan_milestones m JOIN masterplan_phases p USING (phase_id)
+             WHERE p.masterplan_id = :key) AS milestones,
+          (SELECT count(*) FROM masterplan_tasks WHERE masterplan_id = :key) AS tasks
+        """,
+        key=key,
+    )[0]
+    expected_counts = {"phases": wanted["total_phases"], "milestones": wanted["total_milestones"], "tasks": len(tasks)}
+    if counts != expected_counts:
+        findings.append(
+            PERSIST003.finding(
+                f"Saved children {counts} differ from the generated plan's {expected_counts}.",
+                point=point,
+                saved=counts,
+                generated=expected_counts,
+            )
+        )
+
+    edges = _readback(
+        database_url,
+        timeouts,
+        """
+        SELECT t.task_number AS task, d.task_number AS depends_on
+        FROM masterplan_task_dependencies x
+        JOIN masterplan_tasks t ON t.task_id = x.task_id
+        JOIN masterplan_tasks d ON d.task_id = x.depends_on_task_id
+        WHERE t.masterplan_id = :key
+        """,
+        key=key,
+    )
+    saved_edges = Counter((edge["task"], edge["depends_on"]) for edge in edges)
+    generated_edges = Counter((task.task_number, dep) for task in tasks for dep in set(task.depends_on))
+    if saved_edges != generated_edges:
+        missing = sorted((generated_edges - saved_edges).elements())
+        extra = sorted((saved_edges - generated_edges).elements())
+        findings.append(
+            PERSIST004.finding(
+                f"The saved dependency graph has {len(missing)} missing and {len(extra)} extra edge(s).",
+                point=point,
+                missing=[list(edge) for edge in missing[:20]],
+                extra=[list(edge) for edge in extra[:20]],
+            )
+        )
+    return findings
+
+
+def check_detached(obj: object, attributes: tuple[str, ...], point: str) -> list[Finding]:
+    """Every listed attribute of an object whose session has closed can still be read."""
+    from sqlalchemy.orm.exc import DetachedInstanceError
+
+    for name in attributes:
+        try:
+            getattr(obj, name)
+        except DetachedInstanceError as exc:
+            return [
+                PERSIST005.finding(
+                    f"Reading {type(obj).__name__}.{name} after its session closed failed.",
+                    point=point,
+                    attribute=name,
+                    error=str(exc)[:300],
+                )
+            ]
+    return []
+
+
+def classify(exc: BaseException, point: str) -> Finding:
+    """Explain an exception raised while the flow saved or loaded rows."""
+    from sqlalchemy.orm.exc import DetachedInstanceError
+
+    if isinstance(exc, DetachedInstanceError):
+        return PERSIST005.finding(f"An object was used after its session closed: {exc}", point=point)
+    failure = describe_db_error(exc)
+    if failure is not None:
+        return PERSIST006.finding(
+            f"The save failed with a database error ({failure.kind.value}).",
+            point=point,
+            error=failure.message,
+            error_type=failure.error_type,
+            sqlstate=failure.sqlstate,
+            read_only=failure.kind is DBErrorKind.READ_ONLY,
+        )
+    return PERSIST900.finding(f"{type(exc).__name__}: {exc}", point=point, error_type=type(exc).__name__)
