@@ -45,7 +45,7 @@ class Models:
     """Model names the flow asks for."""
 
     #: Anthropic model for discovery and masterplan generation.
-    generation: str = "claude-sonnet-4-5"
+    generation: str = "claude-sonnet-4-6"
     #: OpenAI model for example retrieval.
     embedding: str = "text-embedding-3-small"
     #: Output-token ceiling of the discovery call.

@@ -170,7 +170,7 @@ def _status_evidence(exc: Any) -> dict[str, Any]:
         error_type = inner.get("type") if isinstance(inner, dict) else None
     return {
         "status": getattr(exc, "status_code", None),
-        "error_type": error_type,
+        "api_error_type": error_type,
         "request_id": getattr(exc, "request_id", None) or headers.get("request-id") or headers.get("x-request-id"),
         "retry_after": headers.get("retry-after"),
         "error": str(getattr(exc, "message", exc))[:300],
@@ -202,6 +202,8 @@ def classify(exc: BaseException, point: str) -> Finding:
         stop_reason = getattr(exc, "stop_reason", None)
         check = LLM001 if stop_reason == "max_tokens" else LLM002
         return check.finding(str(exc), point=point, stop_reason=stop_reason, output_tokens=getattr(exc, "output_tokens", None))
+    if flow_error == "MissingCredentials":
+        return LLM003.finding(f"The {point} call has no API key: {exc}.", point=point, variable=getattr(exc, "variable", None))
     if flow_error == "NonJSONResponse":
         return LLM011.finding(
             f"The {point} call got a body that is not the API's JSON.",
@@ -233,7 +235,7 @@ def classify(exc: BaseException, point: str) -> Finding:
                 check, message = LLM015, "The stream carried an error event"
             elif status in (400, 413, 422):
                 check, message = LLM014, "The API rejected the request"
-            elif status == 529 or evidence["error_type"] == "overloaded_error":
+            elif status == 529 or evidence["api_error_type"] == "overloaded_error":
                 check, message = LLM007, "The API is overloaded"
             elif status is not None and status >= 500:
                 check, message = LLM008, "The API failed with a server error"

@@ -4,6 +4,7 @@
 
     FlowError
     ├── MissingIdentity        the request has no user id or no session id
+    ├── MissingCredentials     an LLM call was needed but its API key is not set
     ├── DiscoveryNotFound      a discovery id that is not in the database
     ├── LLMTruncated           the answer stopped before it was complete
     └── NonJSONResponse        the API answered 200 with something that is not its JSON
@@ -11,7 +12,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DiscoveryNotFound", "FlowError", "LLMTruncated", "MissingIdentity", "NonJSONResponse"]
+__all__ = ["DiscoveryNotFound", "FlowError", "MissingCredentials", "LLMTruncated", "MissingIdentity", "NonJSONResponse"]
 
 
 class FlowError(Exception):
@@ -52,3 +53,11 @@ class NonJSONResponse(FlowError):
         super().__init__(f"the API answered with a non-JSON body ({len(body)} chars)")
         self.body_chars = len(body)
         self.head = body[:120]
+
+
+class MissingCredentials(FlowError):
+    """An LLM call is needed but its API key is not configured."""
+
+    def __init__(self, variable: str) -> None:
+        super().__init__(f"{variable} is not set")
+        self.variable = variable

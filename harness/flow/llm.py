@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.config import Settings
-from harness.flow.errors import NonJSONResponse
+from harness.flow.errors import MissingCredentials, NonJSONResponse
 from harness.flow.hooks import LLMAnswer
 
 __all__ = ["LLMClients", "PRICES_PER_MTOK", "build_clients", "cost_usd", "create_message", "embed", "stream_message"]
@@ -41,10 +41,10 @@ def cost_usd(model: str, input_tokens: int | None, output_tokens: int | None) ->
 
 @dataclass(frozen=True)
 class LLMClients:
-    """The two SDK clients the flow uses, shared by every call."""
+    """The two SDK clients the flow uses, shared by every call; ``None`` where no key is set."""
 
-    anthropic: Any
-    openai: Any
+    anthropic: Any | None
+    openai: Any | None
 
 
 def build_clients(settings: Settings, *, http_client: Any = None) -> LLMClients:
@@ -53,19 +53,28 @@ def build_clients(settings: Settings, *, http_client: Any = None) -> LLMClients:
     import openai
 
     timeouts = settings.timeouts
-    anthropic_client = anthropic.AsyncAnthropic(
-        api_key=settings.anthropic_api_key or "",
-        base_url=settings.anthropic_base_url,
-        max_retries=settings.sdk_max_retries,
-        timeout=anthropic.Timeout(timeouts.llm_request, connect=timeouts.llm_connect),
-    )
-    openai_client = openai.AsyncOpenAI(
-        api_key=settings.openai_api_key or "",
-        base_url=settings.openai_base_url,
-        max_retries=settings.sdk_max_retries,
-        timeout=openai.Timeout(timeouts.llm_request, connect=timeouts.llm_connect),
-    )
+    anthropic_client = openai_client = None
+    if settings.anthropic_api_key:
+        anthropic_client = anthropic.AsyncAnthropic(
+            api_key=settings.anthropic_api_key,
+            base_url=settings.anthropic_base_url,
+            max_retries=settings.sdk_max_retries,
+            timeout=anthropic.Timeout(timeouts.llm_request, connect=timeouts.llm_connect),
+        )
+    if settings.openai_api_key:
+        openai_client = openai.AsyncOpenAI(
+            api_key=settings.openai_api_key,
+            base_url=settings.openai_base_url,
+            max_retries=settings.sdk_max_retries,
+            timeout=openai.Timeout(timeouts.llm_request, connect=timeouts.llm_connect),
+        )
     return LLMClients(anthropic=anthropic_client, openai=openai_client)
+
+
+def _require(client: Any, variable: str) -> Any:
+    if client is None:
+        raise MissingCredentials(variable)
+    return client
 
 
 def _answer(message: Any, *, started: float, streamed: bool, max_tokens: int, model: str) -> LLMAnswer:
@@ -94,7 +103,7 @@ async def create_message(
 ) -> LLMAnswer:
     """One non-streaming Messages call."""
     started = time.perf_counter()
-    message = await clients.anthropic.messages.create(
+    message = await _require(clients.anthropic, "ANTHROPIC_API_KEY").messages.create(
         model=model,
         max_tokens=max_tokens,
         system=system,
@@ -118,7 +127,7 @@ async def stream_message(
     started = time.perf_counter()
     received = 0
     next_progress = PROGRESS_EVERY_CHARS
-    async with clients.anthropic.messages.stream(
+    async with _require(clients.anthropic, "ANTHROPIC_API_KEY").messages.stream(
         model=model,
         max_tokens=max_tokens,
         system=system,
@@ -135,6 +144,6 @@ async def stream_message(
 
 async def embed(clients: LLMClients, *, model: str, texts: Sequence[str]) -> list[list[float]]:
     """Embeddings for ``texts``, in order."""
-    response = await clients.openai.embeddings.create(model=model, input=list(texts))
+    response = await _require(clients.openai, "OPENAI_API_KEY").embeddings.create(model=model, input=list(texts))
     ordered = sorted(response.data, key=lambda item: item.index)
     return [list(item.embedding) for item in ordered]
