@@ -52,6 +52,7 @@ DROPPED_HEADERS = frozenset(
         "request-id",
         "x-request-id",
         "cf-ray",
+        "host",
         "traceparent",
     }
 )
@@ -261,7 +262,6 @@ def _vcr(**options: Any) -> Any:
         serializer="yaml",
         match_on=MATCH_ON,
         decode_compressed_response=True,
-        allow_playback_repeats=False,
         **options,
     )
     recorder.register_matcher("json_body", json_body)
@@ -271,7 +271,7 @@ def _vcr(**options: Any) -> Any:
 @contextmanager
 def replaying(path: Path) -> Iterator[Any]:
     """Play a cassette back; any request it did not record fails (no network is ever used)."""
-    with _vcr(record_mode="none").use_cassette(str(path)) as cassette:
+    with _vcr(record_mode="none").use_cassette(str(path), allow_playback_repeats=False) as cassette:
         yield cassette
 
 

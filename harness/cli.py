@@ -133,11 +133,18 @@ def _print_replay_row(result: Any, width: int) -> None:
         f"  {mark} {result.meta.name:<{width}}  expect {result.meta.expect:<16} got {result.verdict:<16} "
         f"{result.duration_s:6.2f} s"
     )
-    first = result.run.report.first_failure
-    if first is not None and (not result.matched or first.stage.value == "llm"):
+    report = result.run.report
+    first = report.first_failure
+    if first is not None:
         click.echo(f"      {first.id} [{first.stage.value}/{first.point}] {first.message}")
-    if not result.matched and first is not None:
-        click.echo(f"      fix: {first.hint}")
+        if not result.matched:
+            click.echo(f"      fix: {first.hint}")
+    warnings = [f for f in report.findings if f.level < report.fail_level]
+    if warnings:
+        ids = ", ".join(dict.fromkeys(f"{f.id} [{f.stage.value}/{f.point}]" for f in warnings))
+        click.echo(f"      warning(s): {ids}")
+    if not result.matched and first is None:
+        click.echo("      the run passed, but the cassette expects a failure: was the fault fixed? re-record it.")
 
 
 @cli.command()

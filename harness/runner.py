@@ -71,16 +71,23 @@ def _preflight(recorder: Recorder, settings: Settings, request: FlowRequest) -> 
 
 
 async def _run_command(
-    recorder: Recorder, settings: Settings, request: FlowRequest, run: FlowRun, clients: Any, events: Any
+    recorder: Recorder,
+    settings: Settings,
+    request: FlowRequest,
+    run: FlowRun,
+    clients: Any,
+    events: Any,
+    session_factory: Any,
 ) -> None:
     from harness.flow.chat import ChatCommands, Conversation, MasterplanResult
     from harness.flow.database import make_engine, make_session_factory
 
-    engine = make_engine(settings.database_url or "", timeouts=settings.timeouts)
+    engine = None
+    if session_factory is None:
+        engine = make_engine(settings.database_url or "", timeouts=settings.timeouts)
+        session_factory = make_session_factory(engine)
     hooks = ProbeHooks(recorder, settings.database_url or "", timeouts=settings.timeouts)
-    commands = ChatCommands(
-        clients, make_session_factory(engine), models=settings.models, events=events, hooks=hooks
-    )
+    commands = ChatCommands(clients, session_factory, models=settings.models, events=events, hooks=hooks)
     conversation = Conversation(user_id=request.user_id, metadata={"sid": request.session_id} if request.session_id else {})
     result = MasterplanResult()
     try:
@@ -90,7 +97,8 @@ async def _run_command(
         pass  # recorded already; the report says where the flow stopped
     finally:
         run.discovery_id, run.masterplan_id = result.discovery_id, result.masterplan_id
-        engine.dispose()
+        if engine is not None:
+            engine.dispose()
 
 
 def run_flow(
@@ -100,8 +108,14 @@ def run_flow(
     fail_level: Level = Level.ERROR,
     clients: Any = None,
     events: Any = None,
+    session_factory: Any = None,
 ) -> FlowRun:
-    """Pre-flight checks, then the chat command behind its probe points; never raises for a flow failure."""
+    """Pre-flight checks, then the chat command behind its probe points; never raises for a flow failure.
+
+    ``clients``, ``events`` and ``session_factory`` replace the flow's own components
+    (LLM clients, event sink, sessions) — how a fault is injected into one part of the
+    flow. The probes still read back through their own connection to ``DATABASE_URL``.
+    """
     from harness.flow.events import CollectingSink
     from harness.flow.llm import build_clients
 
@@ -119,8 +133,18 @@ def run_flow(
     run = FlowRun(report=recorder.report, observations=recorder.observations)
     failed = _preflight(recorder, settings, request)
     if not failed:
-        llm_clients = clients if clients is not None else build_clients(settings)
         sink = events if events is not None else CollectingSink()
-        asyncio.run(_run_command(recorder, settings, request, run, llm_clients, sink))
+
+        async def command() -> None:
+            llm_clients = clients if clients is not None else build_clients(settings)
+            try:
+                await _run_command(recorder, settings, request, run, llm_clients, sink, session_factory)
+            finally:
+                if clients is None:  # ours: close their connection pools inside the loop that opened them
+                    for client in (llm_clients.anthropic, llm_clients.openai):
+                        if client is not None:
+                            await client.close()
+
+        asyncio.run(command())
     mark_unreached(recorder)
     return run

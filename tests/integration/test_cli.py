@@ -1,0 +1,81 @@
+"""The ``harness`` command, run as a real subprocess the way a user runs it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import probes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def harness(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the installed console script (falling back to ``python -m harness.cli``)."""
+    exe = shutil.which("harness", path=os.path.dirname(sys.executable)) or shutil.which("harness")
+    command = [exe, *args] if exe else [sys.executable, "-m", "harness.cli", *args]
+    return subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+
+
+def test_help_lists_commands_and_exit_codes() -> None:
+    """Top-level help names every command and documents exit codes."""
+    result = harness("--help")
+    assert result.returncode == 0
+    for word in ("replay", "probes", "explain", "Exit codes"):
+        assert word in result.stdout
+
+
+@pytest.mark.parametrize("command", ["replay", "probes", "explain"])
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    """Each command's --help teaches with an example."""
+    result = harness(command, "--help")
+    assert result.returncode == 0
+    assert "Example" in result.stdout
+
+
+def test_probes_lists_every_check_id() -> None:
+    """`harness probes` prints one line per check in the catalogue."""
+    result = harness("probes")
+    assert result.returncode == 0
+    listed = {line.split()[0] for line in result.stdout.splitlines() if line.strip()}
+    assert listed == {check.id for check in probes.ALL_CHECKS}
+
+
+def test_explain_prints_stage_level_and_fix() -> None:
+    """`harness explain` shows one check with its fix."""
+    result = harness("explain", "llm001")
+    assert result.returncode == 0
+    assert "LLM001" in result.stdout and "stage: llm" in result.stdout and "fix:" in result.stdout
+
+
+def test_unknown_check_id_is_bad_usage() -> None:
+    """An unknown ID is one line on stderr and exit 2."""
+    result = harness("explain", "DB999")
+    assert result.returncode == 2
+    assert "unknown check ID" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda tmp: tmp / "missing.yaml", "no such file or folder"),
+        (lambda tmp: tmp, "holds no cassette"),
+        (lambda tmp: (tmp / "x.yaml").write_text("- not\n- a cassette\n") and tmp / "x.yaml", "not a vcrpy cassette"),
+        (lambda tmp: (tmp / "x.yaml").write_text("a: [\n") and tmp / "x.yaml", "not valid YAML"),
+    ],
+)
+def test_replay_bad_paths_exit_2_with_one_line(tmp_path: Path, make, expected: str) -> None:
+    """Missing path, empty folder and non-cassettes give one line naming the path, exit 2, no traceback."""
+    target = make(tmp_path)
+    result = harness("replay", str(target))
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr and str(target) in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1
