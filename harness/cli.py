@@ -149,12 +149,15 @@ def _print_replay_row(result: Any, width: int) -> None:
 
 @cli.command()
 @click.option("--stage", "stages", multiple=True, help="Only checks of this stage (repeatable).")
-def probes(stages: tuple[str, ...]) -> None:
+@click.option("--format", "output_format", type=click.Choice(["text", "markdown"]), default="text", show_default=True,
+              help="markdown prints the table README.md carries.")
+def probes(stages: tuple[str, ...], output_format: str) -> None:
     """List every check: ID, stage, level, what it establishes.
 
     \b
     Example:
       harness probes --stage db
+      harness probes --format markdown
     """
     from probes import ALL_CHECKS
     from probes.core import Stage
@@ -163,9 +166,14 @@ def probes(stages: tuple[str, ...]) -> None:
     unknown = [stage for stage in stages if stage not in known]
     if unknown:
         raise UsageProblem(f"unknown stage {unknown[0]!r}; stages are: {', '.join(s.value for s in Stage)}")
-    for check in ALL_CHECKS:
-        if stages and check.stage.value not in stages:
-            continue
+    chosen = [check for check in ALL_CHECKS if not stages or check.stage.value in stages]
+    if output_format == "markdown":
+        click.echo("| ID | stage | level | what it establishes | what to do when it fails |")
+        click.echo("|---|---|---|---|---|")
+        for check in chosen:
+            click.echo(f"| `{check.id}` | {check.stage.value} | {check.level.name.lower()} | {check.title} | {check.hint} |")
+        return
+    for check in chosen:
         click.echo(f"{check.id:<11} {check.stage.value:<8} {check.level.name.lower():<8} {check.title}")
 
 

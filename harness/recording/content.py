@@ -1676,9 +1676,9 @@ def _build_masterplan(project: Project) -> dict[str, Any]:
     b = _PlanBuilder(project)
 
     b.phase(*_PHASES[0])
-    for milestone, description, tasks in _FOUNDATION:
-        b.milestone(milestone, description)
-        for spec in tasks:
+    for milestone_name, milestone_description, specs in _FOUNDATION:
+        b.milestone(milestone_name, milestone_description)
+        for spec in specs:
             b.templated(spec)
 
     b.phase(*_PHASES[1])
@@ -1724,7 +1724,7 @@ def _build_masterplan(project: Project) -> dict[str, Any]:
     for spec in _DELIVERY:
         b.templated(spec)
 
-    tasks = [task for phase in b.phases for milestone in phase["milestones"] for task in milestone["tasks"]]
+    tasks = [task for phase in b.phases for group in phase["milestones"] for task in group["tasks"]]
     return {
         "project_name": project.project_name,
         "description": project.description,
@@ -1753,13 +1753,13 @@ def _build_discovery(project: Project) -> dict[str, Any]:
                 "invariants": [_sentence(rule) for rule in entity.rules.split(";")],
             }
         )
-    for name, context, description, members, invariants in project.extra_aggregates:
+    for name, context, description, extra_members, invariants in project.extra_aggregates:
         aggregates.append(
             {
                 "name": name,
                 "bounded_context": context,
                 "description": description,
-                "entities": list(members),
+                "entities": list(extra_members),
                 "invariants": list(invariants),
             }
         )
@@ -1805,12 +1805,14 @@ def request_for(kind: str) -> str:
 
 def discovery_for(kind: str) -> dict[str, Any]:
     """A fresh discovery document (DESIGN.md §3) for a project kind."""
-    return json.loads(_cached_discovery(kind))
+    document: dict[str, Any] = json.loads(_cached_discovery(kind))
+    return document
 
 
 def masterplan_for(kind: str) -> dict[str, Any]:
     """A fresh masterplan (100–130 tasks, DESIGN.md §3) for a project kind."""
-    return json.loads(_cached_masterplan(kind))
+    document: dict[str, Any] = json.loads(_cached_masterplan(kind))
+    return document
 
 
 def iter_tasks(plan: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
@@ -1834,25 +1836,35 @@ def _describe(doc: Mapping[str, Any]) -> tuple[str, str, str, str]:
         phases = len(doc.get("phases", []))
         return (
             f"Here is the complete masterplan, {tasks} tasks across {phases} phases, as JSON:",
-            "Tasks are numbered so that every dependency points to an earlier task, and each one is small "
-            "enough to implement and review on its own.",
-            f"Based on the discovery document I broke the work into {phases} phases and {tasks} atomic tasks. "
-            "Foundation work comes first, then the core domain, the workflows that span several entities, the "
-            "frontend, and finally quality and delivery.\n\nThe plan follows.",
-            "The cost and duration estimates assume one developer working through the tasks in order. "
-            "Milestones without dependencies between them can run in parallel, which shortens the calendar "
-            "time considerably.",
+            (
+                "Tasks are numbered so that every dependency points to an earlier task, and each one is small "
+                "enough to implement and review on its own."
+            ),
+            (
+                f"Based on the discovery document I broke the work into {phases} phases and {tasks} atomic tasks. "
+                "Foundation work comes first, then the core domain, the workflows that span several entities, the "
+                "frontend, and finally quality and delivery.\n\nThe plan follows."
+            ),
+            (
+                "The cost and duration estimates assume one developer working through the tasks in order. "
+                "Milestones without dependencies between them can run in parallel, which shortens the calendar "
+                "time considerably."
+            ),
         )
     contexts = len(doc.get("bounded_contexts", []))
     domain = doc.get("domain", "the requested domain")
     return (
         "Here is the domain analysis for your project, following the requested schema:",
         "I kept the bounded contexts coarse on purpose; they can be split later if the team grows.",
-        f"I analysed the request from a domain-driven design perspective. The core of the system is "
-        f"{str(domain).lower()}, and I identified {contexts} bounded contexts with clear ownership of their data.\n\n"
-        "Here is the structured discovery document.",
-        "The assumptions and risks at the end deserve a review with the stakeholders. If any assumption is "
-        "wrong, the aggregates of the affected context need another look before the plan is generated.",
+        (
+            f"I analysed the request from a domain-driven design perspective. The core of the system is "
+            f"{str(domain).lower()}, and I identified {contexts} bounded contexts with clear ownership of their "
+            "data.\n\nHere is the structured discovery document."
+        ),
+        (
+            "The assumptions and risks at the end deserve a review with the stakeholders. If any assumption is "
+            "wrong, the aggregates of the affected context need another look before the plan is generated."
+        ),
     )
 
 
@@ -1906,19 +1918,21 @@ def _remove(node: Any, parts: list[str | int]) -> int:
     removed = 0
     if not rest:
         for target in reversed(targets):  # back to front, so list indices stay valid
-            if isinstance(node, dict) and target in node:
-                del node[target]
-                removed += 1
-            elif isinstance(node, list) and isinstance(target, int) and -len(node) <= target < len(node):
+            if _has(node, target):
                 del node[target]
                 removed += 1
         return removed
     for target in targets:
-        if isinstance(node, dict) and target in node:
-            removed += _remove(node[target], rest)
-        elif isinstance(node, list) and isinstance(target, int) and -len(node) <= target < len(node):
+        if _has(node, target):
             removed += _remove(node[target], rest)
     return removed
+
+
+def _has(node: Any, key: Any) -> bool:
+    """Whether ``node[key]`` exists (a dict key, or an in-range list index)."""
+    if isinstance(node, dict):
+        return key in node
+    return isinstance(node, list) and isinstance(key, int) and -len(node) <= key < len(node)
 
 
 def without_fields(doc: Mapping[str, Any], *paths: str) -> dict[str, Any]:

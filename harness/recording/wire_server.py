@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple, Self, TypeAlias
 
 from harness.config import TIMEOUTS
 
@@ -42,11 +42,11 @@ __all__ = [
     "ANTHROPIC_ERROR_TYPES",
     "ANTHROPIC_MESSAGES_PATH",
     "DEFAULT_MESSAGE_MODEL",
+    "OPENAI_EMBEDDINGS_PATH",
     "Delayed",
     "EmbeddingReply",
     "ErrorReply",
     "MessageReply",
-    "OPENAI_EMBEDDINGS_PATH",
     "RawReply",
     "ReceivedRequest",
     "Reply",
@@ -338,7 +338,7 @@ class WireServer:
         if self._httpd is None:
             raise RuntimeError("the wire server is not running")
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> WireServer:
         """Bind and serve in a daemon thread."""
@@ -375,8 +375,9 @@ class WireServer:
             self._thread.join(self.timeout)
             self._thread = None
 
-    def __enter__(self) -> WireServer:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
@@ -418,7 +419,7 @@ class _WireHandler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return "cloudflare"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_POST(self) -> None:
@@ -581,9 +582,8 @@ class _WireHandler(BaseHTTPRequestHandler):
 
     @staticmethod
     def _requested_model(body: Any) -> str:
-        if isinstance(body, dict) and isinstance(body.get("model"), str):
-            return body["model"]
-        return DEFAULT_MESSAGE_MODEL
+        model = body.get("model") if isinstance(body, dict) else None
+        return model if isinstance(model, str) else DEFAULT_MESSAGE_MODEL
 
     def _usage(self, input_tokens: int, output_tokens: int) -> dict[str, Any]:
         return {
@@ -692,7 +692,8 @@ class _WireHandler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self._send_error_body("openai", 400, "invalid_request_error", str(exc), {}, None)
             return
-        dimensions = body.get("dimensions") if isinstance(body.get("dimensions"), int) else reply.dimensions
+        requested = body.get("dimensions")
+        dimensions = requested if isinstance(requested, int) else reply.dimensions
         as_base64 = body.get("encoding_format") == "base64"
         data = []
         for index, text in enumerate(inputs):
@@ -702,7 +703,8 @@ class _WireHandler(BaseHTTPRequestHandler):
             )
             data.append({"object": "embedding", "index": index, "embedding": encoded})
         tokens = sum(max(1, len(text) // 4) for text in inputs)
-        model = body.get("model") if isinstance(body.get("model"), str) else "text-embedding-3-small"
+        named = body.get("model")
+        model = named if isinstance(named, str) else "text-embedding-3-small"
         document = {
             "object": "list",
             "data": data,

@@ -79,3 +79,10 @@ def test_replay_bad_paths_exit_2_with_one_line(tmp_path: Path, make, expected: s
     assert expected in result.stderr and str(target) in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_readme_table_lists_every_check_id() -> None:
+    """Every check ID in the code appears in README's probe table."""
+    readme = (ROOT / "README.md").read_text()
+    missing = [check.id for check in probes.ALL_CHECKS if f"| `{check.id}` |" not in readme]
+    assert missing == [], f"add these to README (harness probes --format markdown): {missing}"

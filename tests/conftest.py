@@ -1,0 +1,37 @@
+"""Shared fixtures: the local stand-in APIs, wired to a fresh database.
+
+The disposable-database fixtures (``flow_database_url`` and friends) come from the
+project's own pytest plugin, ``harness.pytest_plugin``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+
+import pytest
+
+from harness.config import Settings
+from harness.recording.wire_server import WireScript, WireServer
+
+FAKE_ANTHROPIC_KEY = "sk-ant-test-3b8f0e1d7c6a5b4e"
+FAKE_OPENAI_KEY = "sk-proj-test-9a8b7c6d5e4f3a2b"
+
+
+@pytest.fixture
+def stand_in_apis() -> Iterator[Callable[..., Settings]]:
+    """Start stand-ins for the Anthropic and OpenAI APIs serving a script; returns flow settings for them."""
+    with ExitStack() as stack:
+
+        def start(script: WireScript, database_url: str | None = None) -> Settings:
+            anthropic_api = stack.enter_context(WireServer(WireScript(anthropic=list(script.anthropic))))
+            openai_api = stack.enter_context(WireServer(WireScript(openai=list(script.openai))))
+            return Settings(
+                database_url=database_url,
+                anthropic_api_key=FAKE_ANTHROPIC_KEY,
+                openai_api_key=FAKE_OPENAI_KEY,
+                anthropic_base_url=anthropic_api.base_url,
+                openai_base_url=openai_api.base_url + "/v1",
+            )
+
+        yield start

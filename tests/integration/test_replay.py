@@ -1,0 +1,92 @@
+"""`harness replay` over the committed cassettes, as a subprocess on a disposable database."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.cassettes import discover_cassettes, load_meta
+from harness.recording.scenarios import RECORDING_ANTHROPIC_KEY, RECORDING_OPENAI_KEY, SCENARIOS
+from harness.redaction import find_secrets
+
+from .test_cli import ROOT, harness
+
+CASSETTES = ROOT / "cassettes"
+
+
+def _copy(tmp_path: Path, name: str) -> Path:
+    target = tmp_path / f"{name}.yaml"
+    shutil.copy(CASSETTES / f"{name}.yaml", target)
+    return target
+
+
+def _edit_meta(path: Path, **changes: str) -> None:
+    data = yaml.safe_load(path.read_text())
+    data["metadata"]["harness"].update(changes)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+@pytest.mark.slow
+def test_every_committed_cassette_replays_to_its_expected_verdict() -> None:
+    """The default replay over cassettes/ matches every expectation and exits 0."""
+    result = harness("replay", "--format", "json")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    report = json.loads(result.stdout)
+    assert report["mismatched"] == 0
+    assert {c["name"] for c in report["cassettes"]} == {s.name for s in SCENARIOS}
+
+
+def test_committed_cassettes_match_the_scenarios_that_made_them() -> None:
+    """Each scenario has its cassette, expecting the verdict the scenario intends."""
+    metas = {meta.name: meta for meta in map(load_meta, discover_cassettes([CASSETTES]))}
+    assert {name: meta.expect for name, meta in metas.items()} == {s.name: s.intended for s in SCENARIOS}
+
+
+def test_truncated_cassette_is_reported_at_llm_with_stop_reason(tmp_path: Path) -> None:
+    """The max_tokens cassette fails at stage llm with LLM001 and stop_reason in the evidence, not a parse error."""
+    result = harness("replay", "--format", "json", str(CASSETTES / "masterplan-max-tokens.yaml"))
+    assert result.returncode == 0, result.stderr
+    (cassette,) = json.loads(result.stdout)["cassettes"]
+    first = cassette["report"]["first_failure"]
+    assert (first["stage"], first["id"], first["point"]) == ("llm", "LLM001", "masterplan")
+    assert first["evidence"]["stop_reason"] == "max_tokens"
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_changed_prompt_is_a_cassette_mismatch_naming_the_field(tmp_path: Path) -> None:
+    """One changed word of the request makes replay report LLM012 with the differing JSON field, exit 1."""
+    path = _copy(tmp_path, "healthy-task-manager")
+    meta = load_meta(path)
+    _edit_meta(path, request=meta.request.replace("small teams", "large teams"))
+    result = harness("replay", str(path))
+    assert result.returncode == 1
+    assert "got llm:LLM012" in result.stdout
+    assert "messages[0].content" in result.stdout or "LLM012" in result.stdout
+    json_result = harness("replay", "--format", "json", str(path))
+    (cassette,) = json.loads(json_result.stdout)["cassettes"]
+    mismatch = cassette["report"]["first_failure"]["evidence"]["mismatch"]
+    assert "messages[0].content" in mismatch
+    assert "Connection error" not in cassette["report"]["first_failure"]["message"]
+
+
+def test_wrong_expectation_exits_1_and_shows_the_fix(tmp_path: Path) -> None:
+    """A cassette whose verdict differs from its expectation fails the run with the finding and its fix."""
+    path = _copy(tmp_path, "masterplan-dependency-cycle")
+    _edit_meta(path, expect="pass")
+    result = harness("replay", str(path))
+    assert result.returncode == 1
+    assert "got parse:PARSE007" in result.stdout and "fix:" in result.stdout
+
+
+def test_no_secret_survives_in_any_cassette() -> None:
+    """The keys used while recording, and anything secret-shaped, are absent from every cassette."""
+    for path in discover_cassettes([CASSETTES]):
+        text = path.read_text()
+        assert RECORDING_ANTHROPIC_KEY not in text and RECORDING_OPENAI_KEY not in text, path
+        assert find_secrets(text) == [], path
+        for header in ("authorization:", "x-api-key:", "set-cookie:", "anthropic-organization-id:", "user-agent:"):
+            assert header not in text.lower(), (path, header)
