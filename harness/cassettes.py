@@ -24,9 +24,9 @@ from harness.redaction import redact_text
 
 __all__ = [
     "CASSETTE_SUFFIXES",
+    "MATCH_ON",
     "CassetteError",
     "CassetteMeta",
-    "MATCH_ON",
     "discover_cassettes",
     "json_body_differences",
     "load_meta",
@@ -194,7 +194,7 @@ def json_body_differences(new: Any, recorded: Any, path: str = "") -> list[str]:
 def _describe_leaf(path: str, new: Any, recorded: Any) -> str:
     if isinstance(new, str) and isinstance(recorded, str):
         at = next((i for i, (a, b) in enumerate(zip(new, recorded)) if a != b), min(len(new), len(recorded)))
-        return f"{path} (text differs at character {at}: {new[max(0, at - 20):at + 20]!r} vs {recorded[max(0, at - 20):at + 20]!r})"
+        return f"{path} (text differs at character {at}: {new[max(0, at - 20) : at + 20]!r} vs {recorded[max(0, at - 20) : at + 20]!r})"
     return f"{path} ({json.dumps(new)[:60]} here, {json.dumps(recorded)[:60]} recorded)"
 
 

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-__all__ = ["DEFAULT_MODELS", "Models", "Settings", "TIMEOUTS", "Timeouts", "sqlalchemy_url"]
+__all__ = ["DEFAULT_MODELS", "TIMEOUTS", "Models", "Settings", "Timeouts", "sqlalchemy_url"]
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ class NoJSONFound(ContractError):
     def __init__(self, text: str) -> None:
         super().__init__("no JSON object found in the answer")
         self.text_chars = len(text)
-        self.head = text[:_CONTEXT_CHARS * 2]
+        self.head = text[: _CONTEXT_CHARS * 2]
 
 
 class JSONDecodeFailed(ContractError):
@@ -323,10 +323,7 @@ def plan_problems(plan: MasterPlan, *, token_range: tuple[int, int] = ATOMIC_TOK
         )
 
     dangling = [
-        {"task": task.task_number, "depends_on": dep}
-        for task in tasks
-        for dep in task.depends_on
-        if dep not in seen
+        {"task": task.task_number, "depends_on": dep} for task in tasks for dep in task.depends_on if dep not in seen
     ]
     if dangling:
         problems.append(
@@ -341,7 +338,9 @@ def plan_problems(plan: MasterPlan, *, token_range: tuple[int, int] = ATOMIC_TOK
     if cycle:
         path = " -> ".join(str(number) for number in cycle)
         problems.append(
-            PlanProblem(ProblemKind.DEPENDENCY_CYCLE, f"tasks depend on each other in a cycle: {path}", {"cycle": cycle})
+            PlanProblem(
+                ProblemKind.DEPENDENCY_CYCLE, f"tasks depend on each other in a cycle: {path}", {"cycle": cycle}
+            )
         )
 
     empty = [f"phase {phase.name!r}" for phase in plan.phases if not phase.milestones]
@@ -355,7 +354,9 @@ def plan_problems(plan: MasterPlan, *, token_range: tuple[int, int] = ATOMIC_TOK
         empty.insert(0, "the plan (no phases)")
     if empty:
         problems.append(
-            PlanProblem(ProblemKind.EMPTY_CONTAINER, f"{len(empty)} empty container(s): {empty[0]}", {"empty": empty[:20]})
+            PlanProblem(
+                ProblemKind.EMPTY_CONTAINER, f"{len(empty)} empty container(s): {empty[0]}", {"empty": empty[:20]}
+            )
         )
 
     low, high = token_range

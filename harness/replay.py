@@ -16,7 +16,7 @@ from harness.cassettes import CassetteMeta, replaying
 from harness.config import Settings
 from harness.runner import FlowRequest, FlowRun, run_flow
 
-__all__ = ["REPLAY_ANTHROPIC_KEY", "REPLAY_OPENAI_KEY", "ReplayResult", "replay_cassette", "replay_all"]
+__all__ = ["REPLAY_ANTHROPIC_KEY", "REPLAY_OPENAI_KEY", "ReplayResult", "replay_all", "replay_cassette"]
 
 #: Keys the SDKs are given during replay: they never reach an API and are redacted like real ones.
 REPLAY_ANTHROPIC_KEY = "sk-ant-replay-0000000000000000"

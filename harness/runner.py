@@ -88,7 +88,9 @@ async def _run_command(
         session_factory = make_session_factory(engine)
     hooks = ProbeHooks(recorder, settings.database_url or "", timeouts=settings.timeouts)
     commands = ChatCommands(clients, session_factory, models=settings.models, events=events, hooks=hooks)
-    conversation = Conversation(user_id=request.user_id, metadata={"sid": request.session_id} if request.session_id else {})
+    conversation = Conversation(
+        user_id=request.user_id, metadata={"sid": request.session_id} if request.session_id else {}
+    )
     result = MasterplanResult()
     try:
         async for event in commands.execute_masterplan(conversation, request.request, result):

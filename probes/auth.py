@@ -9,16 +9,24 @@ from probes.core import Check, Finding, Level, Stage
 __all__ = ["AUTH001", "AUTH002", "AUTH900", "CHECKS", "Identity", "check_identity", "classify"]
 
 AUTH001 = Check(
-    "AUTH001", Stage.AUTH, Level.ERROR, "request carries a user id",
+    "AUTH001",
+    Stage.AUTH,
+    Level.ERROR,
+    "request carries a user id",
     "Authenticate the WebSocket before running /masterplan: without conversation.user_id the command raises "
     "ValueError and nothing is generated or saved.",
 )
 AUTH002 = Check(
-    "AUTH002", Stage.AUTH, Level.ERROR, "request carries a session id",
+    "AUTH002",
+    Stage.AUTH,
+    Level.ERROR,
+    "request carries a session id",
     "Store the socket.io session id in conversation.metadata['sid']: discovery and masterplan rows are keyed by it "
     "and progress events are routed by it.",
 )
-AUTH900 = Check("AUTH900", Stage.AUTH, Level.ERROR, "request accepted", "The command rejected the request; see the evidence.")
+AUTH900 = Check(
+    "AUTH900", Stage.AUTH, Level.ERROR, "request accepted", "The command rejected the request; see the evidence."
+)
 
 CHECKS = (AUTH001, AUTH002, AUTH900)
 

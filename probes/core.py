@@ -23,6 +23,7 @@ from typing import Any
 from harness.redaction import redact_value
 
 __all__ = [
+    "STAGE_NEEDS",
     "Check",
     "CheckFn",
     "CheckOutcome",
@@ -32,7 +33,6 @@ __all__ = [
     "Outcome",
     "Recorder",
     "Report",
-    "STAGE_NEEDS",
     "Stage",
     "StageFailed",
 ]

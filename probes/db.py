@@ -9,26 +9,52 @@ from harness.redaction import redact_url
 from probes.core import Check, Finding, Level, Stage
 from probes.dberrors import DBErrorKind, describe_db_error
 
-__all__ = ["CHECKS", "CONNECT_CHECKS", "DB001", "DB002", "DB003", "DB004", "DB900", "check_connection", "classify", "probe_engine"]
+__all__ = [
+    "CHECKS",
+    "CONNECT_CHECKS",
+    "DB001",
+    "DB002",
+    "DB003",
+    "DB004",
+    "DB900",
+    "check_connection",
+    "classify",
+    "probe_engine",
+]
 
 DB001 = Check(
-    "DB001", Stage.DB, Level.ERROR, "database server reachable",
+    "DB001",
+    Stage.DB,
+    Level.ERROR,
+    "database server reachable",
     "Check host and port in DATABASE_URL, that PostgreSQL is running, and that no firewall drops the connection.",
 )
 DB002 = Check(
-    "DB002", Stage.DB, Level.ERROR, "database accepts the credentials",
+    "DB002",
+    Stage.DB,
+    Level.ERROR,
+    "database accepts the credentials",
     "Check the user and password in DATABASE_URL, and that pg_hba.conf allows this client.",
 )
 DB003 = Check(
-    "DB003", Stage.DB, Level.ERROR, "database exists",
+    "DB003",
+    Stage.DB,
+    Level.ERROR,
+    "database exists",
     "Create the database named in DATABASE_URL (createdb NAME), or point DATABASE_URL at the right one.",
 )
 DB004 = Check(
-    "DB004", Stage.DB, Level.ERROR, "flow tables exist",
+    "DB004",
+    Stage.DB,
+    Level.ERROR,
+    "flow tables exist",
     "Run the migrations against this database: `alembic upgrade head` (or `harness migrate`).",
 )
 DB900 = Check(
-    "DB900", Stage.DB, Level.ERROR, "database answered as expected",
+    "DB900",
+    Stage.DB,
+    Level.ERROR,
+    "database answered as expected",
     "An unexpected database error; the evidence carries the driver's message.",
 )
 
@@ -88,7 +114,9 @@ def _finding_for(exc: BaseException, database_url: str, point: str | None = None
     )
 
 
-def check_connection(database_url: str, expected_tables: Collection[str], timeouts: Timeouts = TIMEOUTS) -> list[Finding]:
+def check_connection(
+    database_url: str, expected_tables: Collection[str], timeouts: Timeouts = TIMEOUTS
+) -> list[Finding]:
     """Connect, authenticate, reach the database, and find every table the flow writes."""
     from sqlalchemy import inspect, text
 

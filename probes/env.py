@@ -9,22 +9,36 @@ from probes.core import Check, Finding, Level, Stage
 __all__ = ["CHECKS", "ENV001", "ENV002", "ENV003", "ENV004", "ENV900", "check_settings", "classify"]
 
 ENV001 = Check(
-    "ENV001", Stage.ENV, Level.ERROR, "DATABASE_URL is set",
+    "ENV001",
+    Stage.ENV,
+    Level.ERROR,
+    "DATABASE_URL is set",
     "Set DATABASE_URL to the PostgreSQL URL the application writes to, e.g. postgresql://user:pass@host:5432/db.",
 )
 ENV002 = Check(
-    "ENV002", Stage.ENV, Level.ERROR, "ANTHROPIC_API_KEY is set",
+    "ENV002",
+    Stage.ENV,
+    Level.ERROR,
+    "ANTHROPIC_API_KEY is set",
     "Set ANTHROPIC_API_KEY; discovery and masterplan generation cannot call Claude without it.",
 )
 ENV003 = Check(
-    "ENV003", Stage.ENV, Level.WARNING, "OPENAI_API_KEY is set",
+    "ENV003",
+    Stage.ENV,
+    Level.WARNING,
+    "OPENAI_API_KEY is set",
     "Set OPENAI_API_KEY; without it example retrieval is skipped and plans are generated without examples.",
 )
 ENV004 = Check(
-    "ENV004", Stage.ENV, Level.ERROR, "DATABASE_URL is a PostgreSQL URL",
+    "ENV004",
+    Stage.ENV,
+    Level.ERROR,
+    "DATABASE_URL is a PostgreSQL URL",
     "Write DATABASE_URL as postgresql://user:password@host:port/database (postgresql+psycopg:// also works).",
 )
-ENV900 = Check("ENV900", Stage.ENV, Level.ERROR, "env checks ran", "This is a bug in the harness; report it with the evidence.")
+ENV900 = Check(
+    "ENV900", Stage.ENV, Level.ERROR, "env checks ran", "This is a bug in the harness; report it with the evidence."
+)
 
 CHECKS = (ENV001, ENV002, ENV003, ENV004, ENV900)
 

@@ -11,7 +11,15 @@ from typing import Any, Protocol
 
 from probes.core import Check, Finding, Level, Stage
 
-__all__ = ["ANSWER_CHECKS", "CHECKS", "CALL_ANSWERED", "LLMExchangeLike", "check_answer", "classify", "exchange_evidence"]
+__all__ = [
+    "ANSWER_CHECKS",
+    "CALL_ANSWERED",
+    "CHECKS",
+    "LLMExchangeLike",
+    "check_answer",
+    "classify",
+    "exchange_evidence",
+]
 
 _TRUNCATION_HINT = (
     "Generate the plan in batches of at most 50 tasks (the seed's recommendation), or raise max_tokens; "
@@ -20,76 +28,136 @@ _TRUNCATION_HINT = (
 
 LLM001 = Check("LLM001", Stage.LLM, Level.ERROR, "answer not cut at max_tokens", _TRUNCATION_HINT)
 LLM002 = Check(
-    "LLM002", Stage.LLM, Level.ERROR, "stream ended with a stop reason",
+    "LLM002",
+    Stage.LLM,
+    Level.ERROR,
+    "stream ended with a stop reason",
     "The stream was cut before message_stop: check proxies and load balancers for idle or size limits, "
     "and retry the call.",
 )
 LLM003 = Check(
-    "LLM003", Stage.LLM, Level.ERROR, "API key accepted",
+    "LLM003",
+    Stage.LLM,
+    Level.ERROR,
+    "API key accepted",
     "The API rejected the key: set a valid ANTHROPIC_API_KEY / OPENAI_API_KEY for this environment.",
 )
 LLM004 = Check(
-    "LLM004", Stage.LLM, Level.ERROR, "API key allowed to use the model",
+    "LLM004",
+    Stage.LLM,
+    Level.ERROR,
+    "API key allowed to use the model",
     "The key is valid but not permitted: check the workspace, organization and model access of the key.",
 )
 LLM005 = Check(
-    "LLM005", Stage.LLM, Level.ERROR, "model exists",
+    "LLM005",
+    Stage.LLM,
+    Level.ERROR,
+    "model exists",
     "The model name is unknown to the API: use a current model id (see the provider's model list).",
 )
 LLM006 = Check(
-    "LLM006", Stage.LLM, Level.ERROR, "not rate limited",
+    "LLM006",
+    Stage.LLM,
+    Level.ERROR,
+    "not rate limited",
     "Slow down or raise the rate limit; retry after the retry-after interval in the evidence.",
 )
 LLM007 = Check(
-    "LLM007", Stage.LLM, Level.ERROR, "API not overloaded",
+    "LLM007",
+    Stage.LLM,
+    Level.ERROR,
+    "API not overloaded",
     "The provider is overloaded (529): retry with backoff; nothing is wrong on your side.",
 )
 LLM008 = Check(
-    "LLM008", Stage.LLM, Level.ERROR, "API answered without a server error",
+    "LLM008",
+    Stage.LLM,
+    Level.ERROR,
+    "API answered without a server error",
     "The provider failed (5xx): retry with backoff and check the provider's status page.",
 )
 LLM009 = Check(
-    "LLM009", Stage.LLM, Level.ERROR, "API answered in time",
+    "LLM009",
+    Stage.LLM,
+    Level.ERROR,
+    "API answered in time",
     "The call timed out: stream long generations, generate in batches, or raise the request timeout.",
 )
 LLM010 = Check(
-    "LLM010", Stage.LLM, Level.ERROR, "API reachable",
+    "LLM010",
+    Stage.LLM,
+    Level.ERROR,
+    "API reachable",
     "The API could not be reached: check network egress, proxies and ANTHROPIC_BASE_URL / OPENAI_BASE_URL.",
 )
 LLM011 = Check(
-    "LLM011", Stage.LLM, Level.ERROR, "API answered with JSON",
+    "LLM011",
+    Stage.LLM,
+    Level.ERROR,
+    "API answered with JSON",
     "Something between you and the API answered instead of it (HTML error page, truncated body): "
     "check proxies and the base URL.",
 )
 LLM012 = Check(
-    "LLM012", Stage.LLM, Level.ERROR, "request matches the cassette",
+    "LLM012",
+    Stage.LLM,
+    Level.ERROR,
+    "request matches the cassette",
     "The flow sent a request the cassette did not record (prompt or parameters changed): "
     "re-record the cassette with `harness record`, or revert the change.",
 )
 LLM013 = Check(
-    "LLM013", Stage.LLM, Level.WARNING, "example retrieval answered",
+    "LLM013",
+    Stage.LLM,
+    Level.WARNING,
+    "example retrieval answered",
     "Embeddings failed, so the plan was generated without similar examples: check OPENAI_API_KEY and the "
     "embeddings model.",
 )
 LLM014 = Check(
-    "LLM014", Stage.LLM, Level.ERROR, "request accepted as valid",
+    "LLM014",
+    Stage.LLM,
+    Level.ERROR,
+    "request accepted as valid",
     "The API rejected the request (400/413/422): check max_tokens against the model's limit and the prompt size.",
 )
 LLM015 = Check(
-    "LLM015", Stage.LLM, Level.ERROR, "stream carried no error event",
+    "LLM015",
+    Stage.LLM,
+    Level.ERROR,
+    "stream carried no error event",
     "The API sent an error event mid-stream (usually overloaded): retry with backoff.",
 )
 LLM100 = Check("LLM100", Stage.LLM, Level.ERROR, "call answered", "See the finding for the reason the call failed.")
 LLM900 = Check(
-    "LLM900", Stage.LLM, Level.ERROR, "call failed in an expected way",
+    "LLM900",
+    Stage.LLM,
+    Level.ERROR,
+    "call failed in an expected way",
     "An unexpected error during an LLM call; the evidence names the exception.",
 )
 
 CALL_ANSWERED = LLM100
 ANSWER_CHECKS = (LLM001, LLM002)
 CHECKS = (
-    LLM001, LLM002, LLM003, LLM004, LLM005, LLM006, LLM007, LLM008, LLM009, LLM010,
-    LLM011, LLM012, LLM013, LLM014, LLM015, LLM100, LLM900,
+    LLM001,
+    LLM002,
+    LLM003,
+    LLM004,
+    LLM005,
+    LLM006,
+    LLM007,
+    LLM008,
+    LLM009,
+    LLM010,
+    LLM011,
+    LLM012,
+    LLM013,
+    LLM014,
+    LLM015,
+    LLM100,
+    LLM900,
 )
 
 
@@ -201,9 +269,13 @@ def classify(exc: BaseException, point: str) -> Finding:
     if flow_error == "LLMTruncated":
         stop_reason = getattr(exc, "stop_reason", None)
         check = LLM001 if stop_reason == "max_tokens" else LLM002
-        return check.finding(str(exc), point=point, stop_reason=stop_reason, output_tokens=getattr(exc, "output_tokens", None))
+        return check.finding(
+            str(exc), point=point, stop_reason=stop_reason, output_tokens=getattr(exc, "output_tokens", None)
+        )
     if flow_error == "MissingCredentials":
-        return LLM003.finding(f"The {point} call has no API key: {exc}.", point=point, variable=getattr(exc, "variable", None))
+        return LLM003.finding(
+            f"The {point} call has no API key: {exc}.", point=point, variable=getattr(exc, "variable", None)
+        )
     if flow_error == "NonJSONResponse":
         return LLM011.finding(
             f"The {point} call got a body that is not the API's JSON.",
@@ -227,7 +299,9 @@ def classify(exc: BaseException, point: str) -> Finding:
         for cls, check, message in by_class:
             if isinstance(exc, cls):
                 evidence = _status_evidence(exc) if isinstance(exc, sdk.APIStatusError) else {"error": str(exc)[:300]}
-                return check.finding(f"{message} ({point} call).", point=point, error_type=type(exc).__name__, **evidence)
+                return check.finding(
+                    f"{message} ({point} call).", point=point, error_type=type(exc).__name__, **evidence
+                )
         if isinstance(exc, sdk.APIStatusError):
             evidence = _status_evidence(exc)
             status = evidence["status"]
@@ -241,10 +315,23 @@ def classify(exc: BaseException, point: str) -> Finding:
                 check, message = LLM008, "The API failed with a server error"
             else:
                 check, message = LLM900, "The API answered with an unexpected status"
-            return check.finding(f"{message} ({point} call, status {status}).", point=point, error_type=type(exc).__name__, **evidence)
+            return check.finding(
+                f"{message} ({point} call, status {status}).", point=point, error_type=type(exc).__name__, **evidence
+            )
 
     import json
 
+    import httpx2
+
+    if isinstance(exc, httpx2.TimeoutException):
+        return LLM009.finding(f"The {point} call timed out: {exc}", point=point, error_type=type(exc).__name__)
+    if isinstance(exc, httpx2.TransportError):
+        # A connection dropped mid-body escapes the SDK's own error classes.
+        return LLM010.finding(
+            f"The connection to the API broke during the {point} call: {exc}",
+            point=point,
+            error_type=type(exc).__name__,
+        )
     if isinstance(exc, json.JSONDecodeError):
         return LLM011.finding(
             f"The {point} call got a body that is not the API's JSON: {exc}", point=point, error_type=type(exc).__name__

@@ -26,45 +26,75 @@ from probes.core import Check, Finding, Level, Stage
 __all__ = ["CHECKS", "DOCUMENT_CHECKS", "PLAN_CHECKS", "check_discovery_text", "check_masterplan_text", "classify"]
 
 PARSE001 = Check(
-    "PARSE001", Stage.PARSE, Level.ERROR, "answer contains JSON",
+    "PARSE001",
+    Stage.PARSE,
+    Level.ERROR,
+    "answer contains JSON",
     "The model answered without a JSON object: make the system prompt demand JSON only, and check the answer "
     "in the evidence.",
 )
 PARSE002 = Check(
-    "PARSE002", Stage.PARSE, Level.ERROR, "JSON decodes",
+    "PARSE002",
+    Stage.PARSE,
+    Level.ERROR,
+    "JSON decodes",
     "The JSON is malformed at the position in the evidence; if it ends abruptly the answer was truncated "
     "(see the llm stage).",
 )
 PARSE003 = Check(
-    "PARSE003", Stage.PARSE, Level.ERROR, "required fields present and typed",
+    "PARSE003",
+    Stage.PARSE,
+    Level.ERROR,
+    "required fields present and typed",
     "The fields in the evidence are missing or mistyped: tighten the prompt's schema, or validate and retry.",
 )
 PARSE004 = Check(
-    "PARSE004", Stage.PARSE, Level.ERROR, "declared task count matches the tasks",
+    "PARSE004",
+    Stage.PARSE,
+    Level.ERROR,
+    "declared task count matches the tasks",
     "total_tasks disagrees with the tasks listed: compute totals from the tasks rather than trusting the model.",
 )
 PARSE005 = Check(
-    "PARSE005", Stage.PARSE, Level.ERROR, "task numbers unique",
+    "PARSE005",
+    Stage.PARSE,
+    Level.ERROR,
+    "task numbers unique",
     "Two tasks share a number, so dependencies are ambiguous: renumber, or generate in batches with fixed ranges.",
 )
 PARSE006 = Check(
-    "PARSE006", Stage.PARSE, Level.ERROR, "every dependency exists",
+    "PARSE006",
+    Stage.PARSE,
+    Level.ERROR,
+    "every dependency exists",
     "A task depends on a task number that is not in the plan: drop or repair the dependency before saving.",
 )
 PARSE007 = Check(
-    "PARSE007", Stage.PARSE, Level.ERROR, "dependencies form no cycle",
+    "PARSE007",
+    Stage.PARSE,
+    Level.ERROR,
+    "dependencies form no cycle",
     "The tasks named in the evidence depend on each other in a loop: break the cycle; no order can execute them.",
 )
 PARSE008 = Check(
-    "PARSE008", Stage.PARSE, Level.ERROR, "no empty phase or milestone",
+    "PARSE008",
+    Stage.PARSE,
+    Level.ERROR,
+    "no empty phase or milestone",
     "A phase has no milestones or a milestone has no tasks: ask for them again or remove the container.",
 )
 PARSE009 = Check(
-    "PARSE009", Stage.PARSE, Level.WARNING, "tasks are atomic (200-800 tokens)",
+    "PARSE009",
+    Stage.PARSE,
+    Level.WARNING,
+    "tasks are atomic (200-800 tokens)",
     "Tasks outside the atomic range are too big to execute in one step or too small to be worth one: split or merge.",
 )
 PARSE900 = Check(
-    "PARSE900", Stage.PARSE, Level.ERROR, "answer parsed as expected",
+    "PARSE900",
+    Stage.PARSE,
+    Level.ERROR,
+    "answer parsed as expected",
     "An unexpected error while parsing; the evidence names the exception.",
 )
 

@@ -19,39 +19,71 @@ from probes.core import Check, Finding, Level, Stage
 from probes.db import probe_engine
 from probes.dberrors import DBErrorKind, describe_db_error
 
-__all__ = ["CHECKS", "DISCOVERY_CHECKS", "PLAN_CHECKS", "check_detached", "check_discovery_row", "check_masterplan_rows", "classify"]
+__all__ = [
+    "CHECKS",
+    "DISCOVERY_CHECKS",
+    "PLAN_CHECKS",
+    "check_detached",
+    "check_discovery_row",
+    "check_masterplan_rows",
+    "classify",
+]
 
 PERSIST001 = Check(
-    "PERSIST001", Stage.PERSIST, Level.ERROR, "saved row visible to a new connection",
+    "PERSIST001",
+    Stage.PERSIST,
+    Level.ERROR,
+    "saved row visible to a new connection",
     "The flow reported a save but another connection cannot see the row: the transaction was never committed "
     "(an exception swallowed in the session scope?) or the flow writes to a different database than DATABASE_URL.",
 )
 PERSIST002 = Check(
-    "PERSIST002", Stage.PERSIST, Level.ERROR, "saved fields match the generated document",
+    "PERSIST002",
+    Stage.PERSIST,
+    Level.ERROR,
+    "saved fields match the generated document",
     "The row differs from what the LLM produced in the fields listed: check the mapping in the save function.",
 )
 PERSIST003 = Check(
-    "PERSIST003", Stage.PERSIST, Level.ERROR, "all phases, milestones and tasks saved",
+    "PERSIST003",
+    Stage.PERSIST,
+    Level.ERROR,
+    "all phases, milestones and tasks saved",
     "Some children are missing: save the plan and all its children in one unit of work.",
 )
 PERSIST004 = Check(
-    "PERSIST004", Stage.PERSIST, Level.ERROR, "task dependencies saved",
+    "PERSIST004",
+    Stage.PERSIST,
+    Level.ERROR,
+    "task dependencies saved",
     "The dependency rows do not rebuild the plan's graph: map task numbers to saved task ids before linking.",
 )
 PERSIST005 = Check(
-    "PERSIST005", Stage.PERSIST, Level.ERROR, "returned object usable after its session closed",
+    "PERSIST005",
+    Stage.PERSIST,
+    Level.ERROR,
+    "returned object usable after its session closed",
     "Load what you need before the session closes, or create sessions with expire_on_commit=False.",
 )
 PERSIST006 = Check(
-    "PERSIST006", Stage.PERSIST, Level.ERROR, "save committed without a database error",
+    "PERSIST006",
+    Stage.PERSIST,
+    Level.ERROR,
+    "save committed without a database error",
     "The database refused the save; the evidence has its SQLSTATE and message.",
 )
 PERSIST007 = Check(
-    "PERSIST007", Stage.PERSIST, Level.ERROR, "plan marked complete",
+    "PERSIST007",
+    Stage.PERSIST,
+    Level.ERROR,
+    "plan marked complete",
     "The plan row is not in status 'draft': generation did not finish, and the row says so.",
 )
 PERSIST900 = Check(
-    "PERSIST900", Stage.PERSIST, Level.ERROR, "save finished as expected",
+    "PERSIST900",
+    Stage.PERSIST,
+    Level.ERROR,
+    "save finished as expected",
     "An unexpected error while saving; the evidence names the exception.",
 )
 

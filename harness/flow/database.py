@@ -19,6 +19,7 @@ from harness.config import TIMEOUTS, Timeouts, sqlalchemy_url
 
 __all__ = ["make_engine", "make_session_factory", "migrate", "migrations_config", "session_scope"]
 
+
 def make_engine(database_url: str, *, timeouts: Timeouts = TIMEOUTS, **kwargs: Any) -> Engine:
     """An engine whose connections give up after the connect timeout."""
     connect_args = {"connect_timeout": max(2, int(timeouts.db_connect))}

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DiscoveryNotFound", "FlowError", "MissingCredentials", "LLMTruncated", "MissingIdentity", "NonJSONResponse"]
+__all__ = ["DiscoveryNotFound", "FlowError", "LLMTruncated", "MissingCredentials", "MissingIdentity", "NonJSONResponse"]
 
 
 class FlowError(Exception):

@@ -15,7 +15,7 @@ from harness.config import Settings
 from harness.flow.errors import MissingCredentials, NonJSONResponse
 from harness.flow.hooks import LLMAnswer
 
-__all__ = ["LLMClients", "PRICES_PER_MTOK", "build_clients", "cost_usd", "create_message", "embed", "stream_message"]
+__all__ = ["PRICES_PER_MTOK", "LLMClients", "build_clients", "cost_usd", "create_message", "embed", "stream_message"]
 
 #: USD per million tokens (input, output), matched by model-name prefix; public list prices.
 PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
@@ -98,9 +98,7 @@ def _answer(message: Any, *, started: float, streamed: bool, max_tokens: int, mo
     )
 
 
-async def create_message(
-    clients: LLMClients, *, model: str, system: str, prompt: str, max_tokens: int
-) -> LLMAnswer:
+async def create_message(clients: LLMClients, *, model: str, system: str, prompt: str, max_tokens: int) -> LLMAnswer:
     """One non-streaming Messages call."""
     started = time.perf_counter()
     message = await _require(clients.anthropic, "ANTHROPIC_API_KEY").messages.create(

@@ -205,7 +205,9 @@ class MasterPlanGenerator:
                         milestone_row.tasks.append(task_row)
                         by_number[task.task_number] = task_row
             for _, _, task in iter_tasks(plan):
-                by_number[task.task_number].depends_on = [by_number[number] for number in dict.fromkeys(task.depends_on)]
+                by_number[task.task_number].depends_on = [
+                    by_number[number] for number in dict.fromkeys(task.depends_on)
+                ]
             row.project_name = plan.project_name
             row.description = plan.description
             row.tech_stack = dict(plan.tech_stack)

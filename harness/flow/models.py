@@ -194,7 +194,9 @@ class MasterPlanMilestone(Base):
     __table_args__ = (UniqueConstraint("phase_id", "milestone_number"),)
 
     milestone_id: Mapped[uuid.UUID] = _uuid_pk()
-    phase_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("masterplan_phases.phase_id", ondelete="CASCADE"), index=True)
+    phase_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("masterplan_phases.phase_id", ondelete="CASCADE"), index=True
+    )
     milestone_number: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str | None] = mapped_column(Text)

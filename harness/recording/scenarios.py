@@ -214,9 +214,10 @@ def make_cassettes(out_dir: Path, names: list[str] | None = None, *, force: bool
             try:
                 script = scenario.script()
                 # One stand-in per API, so each recorded URL maps back to exactly one official host.
-                with WireServer(WireScript(anthropic=script.anthropic)) as anthropic_api, WireServer(
-                    WireScript(openai=script.openai)
-                ) as openai_api:
+                with (
+                    WireServer(WireScript(anthropic=script.anthropic)) as anthropic_api,
+                    WireServer(WireScript(openai=script.openai)) as openai_api,
+                ):
                     settings = Settings(
                         database_url=database_url,
                         anthropic_api_key=RECORDING_ANTHROPIC_KEY,

@@ -502,9 +502,7 @@ class _WireHandler(BaseHTTPRequestHandler):
         elif api == "openai" and isinstance(reply, EmbeddingReply):
             self._serve_embeddings(reply, body)
         else:
-            raise _ScriptError(
-                f"wire script error: a {type(reply).__name__} cannot answer {self.command} {self.path}"
-            )
+            raise _ScriptError(f"wire script error: a {type(reply).__name__} cannot answer {self.command} {self.path}")
 
     # -- common response pieces ------------------------------------------------------
 
@@ -532,7 +530,9 @@ class _WireHandler(BaseHTTPRequestHandler):
                 ("x-ratelimit-remaining-requests", "2999"),
             ]
         # No Secure attribute, so the SDKs' cookie jars send them back over plain http.
-        headers.append(("set-cookie", f"_cfuvid={cookie}-1700000000000-0.0.1.1-604800000; path=/; HttpOnly; SameSite=None"))
+        headers.append(
+            ("set-cookie", f"_cfuvid={cookie}-1700000000000-0.0.1.1-604800000; path=/; HttpOnly; SameSite=None")
+        )
         headers.append(("set-cookie", f"__cf_bm={cf_bm}; path=/; HttpOnly; SameSite=None"))
         headers.extend((name.lower(), str(value)) for name, value in extra.items())
         return headers
@@ -595,7 +595,9 @@ class _WireHandler(BaseHTTPRequestHandler):
             "service_tier": "standard",
         }
 
-    def _message(self, model: str, content: list[dict[str, Any]], stop_reason: str | None, usage: dict[str, Any]) -> dict[str, Any]:
+    def _message(
+        self, model: str, content: list[dict[str, Any]], stop_reason: str | None, usage: dict[str, Any]
+    ) -> dict[str, Any]:
         return {
             "id": self.wire._fresh("msg_01", 22),
             "type": "message",
@@ -616,7 +618,10 @@ class _WireHandler(BaseHTTPRequestHandler):
         output_tokens = reply.output_tokens if reply.output_tokens is not None else max(1, len(reply.text) // 4)
         if not self._wants_stream(body):
             message = self._message(
-                model, [{"type": "text", "text": reply.text}], reply.stop_reason, self._usage(input_tokens, output_tokens)
+                model,
+                [{"type": "text", "text": reply.text}],
+                reply.stop_reason,
+                self._usage(input_tokens, output_tokens),
             )
             self._send_json("anthropic", 200, message, reply.headers)
             return
@@ -698,9 +703,7 @@ class _WireHandler(BaseHTTPRequestHandler):
         data = []
         for index, text in enumerate(inputs):
             vector = embedding_for(text, dimensions)
-            encoded: Any = (
-                base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode() if as_base64 else vector
-            )
+            encoded: Any = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode() if as_base64 else vector
             data.append({"object": "embedding", "index": index, "embedding": encoded})
         tokens = sum(max(1, len(text) // 4) for text in inputs)
         named = body.get("model")
@@ -712,4 +715,3 @@ class _WireHandler(BaseHTTPRequestHandler):
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
         self._send_json("openai", 200, document, {"openai-model": model, **reply.headers})
-

@@ -36,7 +36,13 @@ def _write(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:
 def test_valid_cassette_metadata_loads(tmp_path: Path) -> None:
     """A cassette with harness metadata yields its request, identity and expectation."""
     meta = load_meta(_write(tmp_path, VALID))
-    assert (meta.name, meta.request, meta.expect, meta.user_id, meta.session_id) == ("x", "build a shop", "pass", "u", "s")
+    assert (meta.name, meta.request, meta.expect, meta.user_id, meta.session_id) == (
+        "x",
+        "build a shop",
+        "pass",
+        "u",
+        "s",
+    )
 
 
 @pytest.mark.parametrize(
@@ -106,7 +112,12 @@ def test_response_redaction_decodes_gzip_before_scrubbing() -> None:
     """A secret inside a gzipped body is found and removed; the body is stored decoded."""
     body = gzip.compress(b'{"echo": "Bearer abcdefghijklmnop"}')
     response = {
-        "headers": {"Content-Encoding": ["gzip"], "Set-Cookie": ["a=b"], "request-id": ["req_1"], "Content-Length": ["9"]},
+        "headers": {
+            "Content-Encoding": ["gzip"],
+            "Set-Cookie": ["a=b"],
+            "request-id": ["req_1"],
+            "Content-Length": ["9"],
+        },
         "body": {"string": body},
     }
     cleaned = _redact_response(response)

@@ -87,6 +87,7 @@ def test_rate_limit_evidence_carries_retry_after_and_status() -> None:
         (MessageReply('{"a": 1', cut_stream=True), llm.LLM002),
         (MessageReply('{"a": 1', stop_reason="max_tokens"), llm.LLM001),
         (StreamErrorReply(after_chars=10, text="0123456789abcdef"), llm.LLM015),
+        (MessageReply('{"a": 1}' * 200, drop_connection=True), llm.LLM010),
     ],
 )
 def test_stream_failures_are_llm_failures(reply, check) -> None:

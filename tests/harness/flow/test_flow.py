@@ -63,7 +63,7 @@ def test_truncated_plan_fails_at_llm_and_leaves_plan_marked_failed(stand_in_apis
     first = run.report.first_failure
     assert (first.stage.value, first.id, first.point) == ("llm", "LLM001", "masterplan")
     assert first.evidence["stop_reason"] == "max_tokens"
-    (status, error), = _query(flow_database_url, "SELECT status::text, error_message FROM masterplans")
+    ((status, error),) = _query(flow_database_url, "SELECT status::text, error_message FROM masterplans")
     assert status == "failed" and "LLM001" in error
     assert _query(flow_database_url, "SELECT count(*) FROM masterplan_tasks") == [(0,)]
     blocked = {o.check.id for o in run.report.outcomes if o.outcome.value == "blocked" and o.point == "masterplan"}
@@ -107,7 +107,9 @@ def test_writer_on_another_database_fails_readback(stand_in_apis, flow_database_
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("user_id", "session_id", "check"), [(None, "sid-1", "AUTH001"), ("user-1", None, "AUTH002")])
-def test_missing_identity_stops_before_any_llm_call(stand_in_apis, flow_database_url, user_id, session_id, check) -> None:
+def test_missing_identity_stops_before_any_llm_call(
+    stand_in_apis, flow_database_url, user_id, session_id, check
+) -> None:
     """No user id or session id fails at auth, and no LLM call is made."""
     settings = stand_in_apis(WireScript(), flow_database_url)
     run = run_flow(settings, FlowRequest("build a shop", user_id, session_id))

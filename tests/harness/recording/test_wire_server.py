@@ -275,7 +275,9 @@ def test_compressed_bodies_decode_in_the_sdk(claude: anthropic.Anthropic) -> Non
     with WireServer(WireScript(anthropic=[MessageReply("zipped"), MessageReply("raw")]), compress=True) as wire:
         client = claude.with_options(base_url=wire.base_url)
         assert create(client).content[0].text == "zipped"
-        response = httpx2.post(wire.base_url + "/v1/messages", json={"model": MODEL}, headers={"accept-encoding": "gzip"})
+        response = httpx2.post(
+            wire.base_url + "/v1/messages", json={"model": MODEL}, headers={"accept-encoding": "gzip"}
+        )
         assert response.headers["content-encoding"] == "gzip"
         assert response.json()["content"][0]["text"] == "raw"
 
@@ -318,7 +320,9 @@ def test_embeddings_wire_shape(server: WireServer) -> None:
 
 def test_openai_errors_use_openai_shape(server: WireServer, gpt: openai.OpenAI) -> None:
     """ErrorReply on the embeddings endpoint renders OpenAI's error body and maps to its exception."""
-    server.load(WireScript(openai=[ErrorReply(401, "invalid_request_error", "Incorrect API key", code="invalid_api_key")]))
+    server.load(
+        WireScript(openai=[ErrorReply(401, "invalid_request_error", "Incorrect API key", code="invalid_api_key")])
+    )
     with pytest.raises(openai.AuthenticationError) as caught:
         gpt.embeddings.create(model="text-embedding-3-small", input="a")
     assert caught.value.status_code == 401

@@ -1,0 +1,69 @@
+"""The ``harness`` command group, exit codes, and the entry point that keeps tracebacks away.
+
+Exit codes: 0 — everything as expected; 1 — findings (or a replay verdict that differs
+from its cassette's expectation); 2 — bad usage or unusable input (missing path, broken
+cassette, no PostgreSQL to be had); 3 — a bug in the harness itself.
+
+Library errors become :class:`click.ClickException` in the CLI layer (this package) only. Heavy imports
+(SDKs, SQLAlchemy) happen inside commands so ``harness --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+import click
+
+__all__ = ["EXIT_FINDINGS", "EXIT_INTERNAL", "EXIT_OK", "EXIT_USAGE", "UsageProblem", "cli", "main"]
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+class UsageProblem(click.ClickException):
+    """Bad input: one line on stderr, exit 2."""
+
+    exit_code = EXIT_USAGE
+
+
+def _fail_internal(exc: BaseException) -> NoReturn:
+    from harness.redaction import redact_text
+
+    click.echo(f"harness: internal error: {type(exc).__name__}: {redact_text(str(exc))}", err=True)
+    click.echo("This is a bug in the harness; rerun with HARNESS_DEBUG=1 for the traceback.", err=True)
+    sys.exit(EXIT_INTERNAL)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="masterplan-harness", prog_name="harness")
+def cli() -> None:
+    """Find which stage of the discovery → masterplan flow breaks, and why.
+
+    \b
+    harness replay            run recorded LLM answers through the flow on a disposable database
+    harness probes            list every check ID with its title and fix
+    harness explain DB004     print one check
+
+    Exit codes: 0 as expected, 1 findings or unexpected verdicts, 2 bad usage, 3 harness bug.
+    """
+
+
+def main() -> None:
+    """Console-script entry point: no traceback ever reaches the user unless HARNESS_DEBUG is set."""
+    import os
+
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE if exc.exit_code in (1, 2) else exc.exit_code)
+    except SystemExit:
+        raise
+    except Exception as exc:
+        if os.environ.get("HARNESS_DEBUG"):
+            raise
+        _fail_internal(exc)
+    sys.exit(EXIT_OK)
