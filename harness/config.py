@@ -10,7 +10,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-__all__ = ["DEFAULT_MODELS", "TIMEOUTS", "Models", "Settings", "Timeouts", "sqlalchemy_url"]
+__all__ = [
+    "DEFAULT_MODELS",
+    "TIMEOUTS",
+    "EnvFileError",
+    "Models",
+    "Settings",
+    "Timeouts",
+    "load_env_file",
+    "sqlalchemy_url",
+]
 
 
 @dataclass(frozen=True)
@@ -114,3 +123,41 @@ def sqlalchemy_url(database_url: str) -> str:
     if not url.database:
         raise ValueError("the URL names no database")
     return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+class EnvFileError(ValueError):
+    """An env file that cannot be read or parsed; the message names the file and line."""
+
+
+def load_env_file(path: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines of a dotenv-style file (comments, blank lines, ``export`` and quotes allowed).
+
+    Precedence, decided here: values from the file override the process environment, because
+    naming a file means "diagnose *that* environment".
+    """
+    from pathlib import Path
+
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EnvFileError(f"{path}: no such env file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EnvFileError(f"{path}: cannot be read ({type(exc).__name__})") from None
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key.replace("_", "").isalnum():
+            raise EnvFileError(f"{path}:{number}: not a KEY=VALUE line")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key] = value
+    return values

@@ -334,7 +334,8 @@ def plan_problems(plan: MasterPlan, *, token_range: tuple[int, int] = ATOMIC_TOK
             )
         )
 
-    cycle = _find_cycle({task.task_number: [d for d in task.depends_on if d in seen] for task in tasks})
+    # With duplicate numbers the graph is ambiguous (which task does "depends on 7" mean?): no cycle verdict.
+    cycle = None if duplicates else _find_cycle({t.task_number: [d for d in t.depends_on if d in seen] for t in tasks})
     if cycle:
         path = " -> ".join(str(number) for number in cycle)
         problems.append(

@@ -1,12 +1,35 @@
-"""Stage auth: the request carries the identity the flow needs."""
+"""Stage auth: the request carries the identity the flow needs.
+
+The identity comes from flags or the environment, or from a bearer token (an HS256 JWT,
+as a socket.io handshake would carry) verified with a configured secret: ``sub`` (or
+``user_id``) is the user id, ``sid`` (or ``session_id``) the session id.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
 from dataclasses import dataclass
+from typing import Any
 
 from probes.core import Check, Finding, Level, Stage
 
-__all__ = ["AUTH001", "AUTH002", "AUTH900", "CHECKS", "Identity", "check_identity", "classify"]
+__all__ = [
+    "AUTH001",
+    "AUTH002",
+    "AUTH003",
+    "AUTH900",
+    "CHECKS",
+    "Identity",
+    "TokenInvalid",
+    "check_identity",
+    "classify",
+    "identity_from_token",
+]
 
 AUTH001 = Check(
     "AUTH001",
@@ -14,7 +37,7 @@ AUTH001 = Check(
     Level.ERROR,
     "request carries a user id",
     "Authenticate the WebSocket before running /masterplan: without conversation.user_id the command raises "
-    "ValueError and nothing is generated or saved.",
+    "ValueError and nothing is generated or saved. (Pass --user-id or --token to diagnose.)",
 )
 AUTH002 = Check(
     "AUTH002",
@@ -22,13 +45,20 @@ AUTH002 = Check(
     Level.ERROR,
     "request carries a session id",
     "Store the socket.io session id in conversation.metadata['sid']: discovery and masterplan rows are keyed by it "
-    "and progress events are routed by it.",
+    "and progress events are routed by it. (Pass --session-id or --token to diagnose.)",
+)
+AUTH003 = Check(
+    "AUTH003",
+    Stage.AUTH,
+    Level.ERROR,
+    "bearer token valid",
+    "The token's signature, format or expiry is wrong: issue a fresh token, and check both sides use the same secret.",
 )
 AUTH900 = Check(
     "AUTH900", Stage.AUTH, Level.ERROR, "request accepted", "The command rejected the request; see the evidence."
 )
 
-CHECKS = (AUTH001, AUTH002, AUTH900)
+CHECKS = (AUTH001, AUTH002, AUTH003, AUTH900)
 
 
 @dataclass(frozen=True)
@@ -37,15 +67,62 @@ class Identity:
 
     user_id: str | None
     session_id: str | None
+    #: Where the identity came from ("flags", "environment", "token"), for the report.
+    source: str = "flags"
 
 
-def check_identity(identity: Identity) -> list[Finding]:
-    """User id and session id are both present."""
+class TokenInvalid(ValueError):
+    """A bearer token that does not verify; the message says why without showing the token."""
+
+
+def _b64decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def identity_from_token(token: str, secret: str, *, now: float | None = None) -> Identity:
+    """Verify an HS256 JWT with ``secret`` and read the identity from its claims."""
+    token = token.strip().removeprefix("Bearer ").strip()
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise TokenInvalid("not a JWT (expected three dot-separated parts)")
+    try:
+        header = json.loads(_b64decode(parts[0]))
+        claims: dict[str, Any] = json.loads(_b64decode(parts[1]))
+        signature = _b64decode(parts[2])
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise TokenInvalid("the token's parts are not base64url JSON") from None
+    if header.get("alg") != "HS256":
+        raise TokenInvalid(f"unsupported algorithm {header.get('alg')!r} (HS256 expected)")
+    expected = hmac.new(secret.encode(), f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest()
+    if not hmac.compare_digest(expected, signature):
+        raise TokenInvalid("the signature does not verify with the configured secret")
+    expires = claims.get("exp")
+    if isinstance(expires, (int, float)) and expires < (time.time() if now is None else now):
+        raise TokenInvalid("the token has expired")
+    user_id = claims.get("sub") or claims.get("user_id")
+    session_id = claims.get("sid") or claims.get("session_id")
+    return Identity(str(user_id) if user_id else None, str(session_id) if session_id else None, source="token")
+
+
+def check_identity(identity: Identity, token_error: str | None = None) -> list[Finding]:
+    """The token (if any) verified; user id and session id are both present."""
+    if token_error is not None:
+        return [AUTH003.finding(f"The bearer token is not valid: {token_error}.", reason=token_error)]
     findings = []
     if not identity.user_id:
-        findings.append(AUTH001.finding("The request has no user id.", user_id=None))
+        findings.append(
+            AUTH001.finding(
+                "The request has no user id: the command would raise ValueError before generating anything.",
+                source=identity.source,
+            )
+        )
     if not identity.session_id:
-        findings.append(AUTH002.finding("The request has no session id.", session_id=None))
+        findings.append(
+            AUTH002.finding(
+                "The request has no session id: rows could not be keyed to the chat and progress would reach no one.",
+                source=identity.source,
+            )
+        )
     return findings
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "Finding",
     "Level",
     "Outcome",
+    "ProbeTimeout",
     "Recorder",
     "Report",
     "Stage",
@@ -247,6 +248,32 @@ class Report:
         }
 
 
+class ProbeTimeout(TimeoutError):
+    """A check function did not return within its probe timeout."""
+
+
+def _call_with_timeout(check_fn: CheckFn, args: tuple, timeout: float) -> Sequence[Finding]:
+    """Run ``check_fn`` in a daemon thread; a hung check cannot hang the run."""
+    import threading
+
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = check_fn(*args)
+        except BaseException as exc:  # handed back to the caller's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, name="probe-check", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise ProbeTimeout(f"the check did not finish within {timeout:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 class Recorder:
     """Collects the outcomes of one run; the flow reports to it through probe points.
 
@@ -275,17 +302,20 @@ class Recorder:
         point: str,
         checks: Iterable[tuple[Sequence[Check], CheckFn]],
         *args: Any,
+        timeout: float | None = None,
     ) -> list[Finding]:
         """Run each check function at ``point``; record one outcome per declared check.
 
         A check function declares the checks it can emit; each declared check that it
-        did not emit a finding for has passed. Raises :class:`StageFailed` on failure.
+        did not emit a finding for has passed. With ``timeout``, a check function that
+        has not returned in time is a finding of its stage. Raises :class:`StageFailed`
+        on failure.
         """
         found: list[Finding] = []
         for declared, check_fn in checks:
             started = time.perf_counter()
             try:
-                findings = list(check_fn(*args))
+                findings = list(check_fn(*args) if timeout is None else _call_with_timeout(check_fn, args, timeout))
             except StageFailed:
                 raise
             except Exception as exc:  # a check that crashes is a finding of its stage, not a crash
@@ -340,6 +370,7 @@ class Recorder:
         return finding if finding.point else Finding(finding.check, finding.message, point, finding.evidence)
 
     def _record(self, declared: Sequence[Check], point: str, findings: list[Finding], elapsed: float) -> None:
+        findings = [f if f.point else Finding(f.check, f.message, point, f.evidence) for f in findings]
         by_id: dict[str, list[Finding]] = {}
         for finding in findings:
             by_id.setdefault(finding.id, []).append(finding)
@@ -354,9 +385,7 @@ class Recorder:
             if not mine and failed:
                 # A sibling check of the same function failed first: this one was never decided.
                 first = next(f for f in findings if f.level >= self.report.fail_level)
-                self.report.outcomes.append(
-                    CheckOutcome(check, Outcome.BLOCKED, point, reason=f"blocked by {first.id}")
-                )
+                self.report.outcomes.append(CheckOutcome(check, Outcome.BLOCKED, point, reason=f"by {first.id}"))
                 continue
             if not mine:
                 outcome = Outcome.PASSED

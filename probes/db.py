@@ -1,8 +1,15 @@
-"""Stage db: the database is reachable, lets us in, exists, and has the tables the flow writes."""
+"""Stage db: the database is reachable, lets us in, exists, and is shaped and permitted for the flow.
+
+Every probe query runs on a connection with a connect timeout and a ``statement_timeout``
+(:func:`probe_engine`), so a hung server yields a verdict, never a hang. What the schema
+should be comes from the caller (the flow's SQLAlchemy metadata and its Alembic head):
+this module knows the checks, not the flow.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
+from typing import Any
 
 from harness.config import TIMEOUTS, Timeouts
 from harness.redaction import redact_url
@@ -16,9 +23,23 @@ __all__ = [
     "DB002",
     "DB003",
     "DB004",
+    "DB005",
+    "DB006",
+    "DB007",
+    "DB008",
+    "DB009",
+    "DB010",
     "DB900",
+    "MIN_SERVER_VERSION",
+    "check_columns",
     "check_connection",
+    "check_migrations",
+    "check_privileges",
+    "check_server",
+    "check_tables",
+    "check_writable",
     "classify",
+    "open_probe_connection",
     "probe_engine",
 ]
 
@@ -48,7 +69,50 @@ DB004 = Check(
     Stage.DB,
     Level.ERROR,
     "flow tables exist",
-    "Run the migrations against this database: `alembic upgrade head` (or `harness migrate`).",
+    "Run the migrations against this database (`harness migrate` applies this project's schema).",
+)
+DB005 = Check(
+    "DB005",
+    Stage.DB,
+    Level.ERROR,
+    "server version supported",
+    "Upgrade PostgreSQL: the flow needs JSONB, UUID and gen_random_uuid-era features (PostgreSQL 12 or newer).",
+)
+DB006 = Check(
+    "DB006",
+    Stage.DB,
+    Level.ERROR,
+    "every column present with a compatible type",
+    "The schema drifted from the models: apply the missing migrations, or fix the columns named in the evidence.",
+)
+DB007 = Check(
+    "DB007",
+    Stage.DB,
+    Level.WARNING,
+    "migrations at head",
+    "Run `alembic upgrade head` (`harness migrate`): the database is behind the code's migrations.",
+)
+DB008 = Check(
+    "DB008",
+    Stage.DB,
+    Level.ERROR,
+    "role may read and write the flow tables",
+    "GRANT SELECT, INSERT, UPDATE, DELETE on the tables in the evidence to the role in DATABASE_URL.",
+)
+DB009 = Check(
+    "DB009",
+    Stage.DB,
+    Level.ERROR,
+    "database accepts writes",
+    "DATABASE_URL points at a read-only replica or a read-only default: use the primary, "
+    "or ALTER ROLE ... SET default_transaction_read_only = off.",
+)
+DB010 = Check(
+    "DB010",
+    Stage.DB,
+    Level.ERROR,
+    "connection slots available",
+    "The server has no free connection slots: close idle connections, lower pool sizes, or raise max_connections.",
 )
 DB900 = Check(
     "DB900",
@@ -58,8 +122,11 @@ DB900 = Check(
     "An unexpected database error; the evidence carries the driver's message.",
 )
 
-CONNECT_CHECKS = (DB001, DB002, DB003)
-CHECKS = (DB001, DB002, DB003, DB004, DB900)
+CONNECT_CHECKS = (DB001, DB002, DB003, DB010)
+CHECKS = (DB001, DB002, DB003, DB004, DB005, DB006, DB007, DB008, DB009, DB010, DB900)
+
+#: The oldest PostgreSQL major version the flow supports.
+MIN_SERVER_VERSION = 12
 
 _KIND_CHECKS = {
     DBErrorKind.REFUSED: DB001,
@@ -68,12 +135,25 @@ _KIND_CHECKS = {
     DBErrorKind.CONNECTION_LOST: DB001,
     DBErrorKind.AUTH: DB002,
     DBErrorKind.NO_DATABASE: DB003,
+    DBErrorKind.TOO_MANY_CONNECTIONS: DB010,
     DBErrorKind.SCHEMA: DB004,
+    DBErrorKind.READ_ONLY: DB009,
+    DBErrorKind.PRIVILEGE: DB008,
+}
+_MESSAGES = {
+    DB001: "The database server did not accept a connection",
+    DB002: "The database rejected the credentials",
+    DB003: "The database named in DATABASE_URL does not exist",
+    DB004: "A table the flow needs is missing",
+    DB008: "The role lacks a privilege the flow needs",
+    DB009: "The database refused a write",
+    DB010: "The server has no connection slots left",
+    DB900: "The database failed unexpectedly",
 }
 
 
-def probe_engine(database_url: str, timeouts: Timeouts = TIMEOUTS):
-    """An engine for probe queries only: no pool, connect timeout, statement timeout."""
+def probe_engine(database_url: str, timeouts: Timeouts = TIMEOUTS) -> Any:
+    """An engine for probe queries only: no pool, connect timeout, statement and lock timeouts."""
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
@@ -93,19 +173,12 @@ def probe_engine(database_url: str, timeouts: Timeouts = TIMEOUTS):
 
 def _finding_for(exc: BaseException, database_url: str, point: str | None = None) -> Finding:
     failure = describe_db_error(exc)
-    target = redact_url(database_url)
+    target = redact_url(database_url) if database_url else None
     if failure is None:
         return DB900.finding(f"{type(exc).__name__}: {exc}", point=point, target=target)
     check = _KIND_CHECKS.get(failure.kind, DB900)
-    messages = {
-        DB001: "The database server did not accept a connection",
-        DB002: "The database rejected the credentials",
-        DB003: "The database named in DATABASE_URL does not exist",
-        DB004: "A table the flow needs is missing",
-        DB900: "The database failed unexpectedly",
-    }
     return check.finding(
-        f"{messages[check]} ({failure.kind.value}).",
+        f"{_MESSAGES.get(check, 'The database failed')} ({failure.kind.value}).",
         point=point,
         target=target,
         error=failure.message,
@@ -114,31 +187,188 @@ def _finding_for(exc: BaseException, database_url: str, point: str | None = None
     )
 
 
-def check_connection(
-    database_url: str, expected_tables: Collection[str], timeouts: Timeouts = TIMEOUTS
-) -> list[Finding]:
-    """Connect, authenticate, reach the database, and find every table the flow writes."""
-    from sqlalchemy import inspect, text
+def open_probe_connection(database_url: str, timeouts: Timeouts = TIMEOUTS) -> tuple[list[Finding], Any, Any]:
+    """Connect as the flow would; returns (findings, engine, connection) — the last two ``None`` on failure."""
+    from sqlalchemy import text
 
     engine = probe_engine(database_url, timeouts)
     try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-            present = set(inspect(connection).get_table_names())
-    except Exception as exc:
-        return [_finding_for(exc, database_url)]
-    finally:
+        connection = engine.connect()
+        connection.execute(text("SELECT 1"))
+    except Exception as exc:  # every driver failure becomes a finding; the kind decides which
         engine.dispose()
+        return [_finding_for(exc, database_url)], None, None
+    return [], engine, connection
+
+
+def check_server(connection: Any) -> tuple[list[Finding], dict[str, Any]]:
+    """The server's version is one the flow supports; returns findings and facts about the server."""
+    from sqlalchemy import text
+
+    row = connection.execute(
+        text("SELECT current_setting('server_version_num')::int, current_setting('server_version'), current_user")
+    ).one()
+    version_num, version, user = row
+    facts = {"server_version": version, "user": user, "database": connection.engine.url.database}
+    if version_num // 10000 < MIN_SERVER_VERSION:
+        return [
+            DB005.finding(f"PostgreSQL {version} is older than {MIN_SERVER_VERSION}.", server_version=version)
+        ], facts
+    return [], facts
+
+
+def check_tables(connection: Any, expected_tables: Collection[str]) -> list[Finding]:
+    """Every table the flow writes exists."""
+    from sqlalchemy import inspect
+
+    present = set(inspect(connection).get_table_names())
     missing = sorted(set(expected_tables) - present)
     if missing:
         return [
             DB004.finding(
-                f"{len(missing)} table(s) the flow writes are missing: {', '.join(missing)}.",
-                target=redact_url(database_url),
-                missing_tables=missing,
+                f"{len(missing)} table(s) the flow writes are missing: {', '.join(missing)}.", missing_tables=missing
             )
         ]
     return []
+
+
+def _drift(connection: Any, metadata: Any) -> list[Any]:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    ours = set(metadata.tables)
+
+    def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        if type_ == "table":
+            return name in ours
+        table = getattr(obj, "table", None)
+        return table is None or table.name in ours
+
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": True, "include_object": include_object, "target_metadata": metadata}
+    )
+    return list(compare_metadata(context, metadata))
+
+
+def _flatten(diffs: Iterable[Any]) -> Iterable[tuple]:
+    for diff in diffs:
+        if isinstance(diff, list):  # alembic groups column modifications in lists
+            yield from diff
+        else:
+            yield diff
+
+
+def check_columns(connection: Any, metadata: Any) -> list[Finding]:
+    """Every column the models declare exists with a compatible type and nullability; no NOT NULL extras."""
+    problems: list[dict[str, str]] = []
+    for diff in _flatten(_drift(connection, metadata)):
+        kind = diff[0]
+        if kind == "add_column":
+            _, _, table, column = diff
+            problems.append({"table": table, "column": column.name, "problem": "missing", "expected": str(column.type)})
+        elif kind == "modify_type":
+            _, _, table, column, _info, found, expected = diff
+            problems.append(
+                {
+                    "table": table,
+                    "column": column,
+                    "problem": "type changed",
+                    "found": str(found),
+                    "expected": str(expected),
+                }
+            )
+        elif kind == "modify_nullable":
+            _, _, table, column, _info, found_nullable, expected_nullable = diff
+            if expected_nullable and not found_nullable:
+                problems.append(
+                    {"table": table, "column": column, "problem": "NOT NULL in the database, nullable in the models"}
+                )
+        elif kind == "remove_column":
+            _, _, table, column = diff
+            if not column.nullable and column.server_default is None:
+                problems.append(
+                    {"table": table, "column": column.name, "problem": "extra NOT NULL column without a default"}
+                )
+    if not problems:
+        return []
+    first = problems[0]
+    return [
+        DB006.finding(
+            f"{len(problems)} column problem(s); first: {first['table']}.{first['column']} {first['problem']}.",
+            columns=problems[:30],
+            tables=sorted({p["table"] for p in problems}),
+        )
+    ]
+
+
+def check_migrations(connection: Any, head: str | None) -> list[Finding]:
+    """Where an ``alembic_version`` table exists, it is at the code's head revision."""
+    from sqlalchemy import inspect, text
+
+    if head is None or "alembic_version" not in inspect(connection).get_table_names():
+        return []
+    revisions = [row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))]
+    if revisions != [head]:
+        return [
+            DB007.finding(
+                f"The database is at revision {', '.join(revisions) or '(none)'}, the code at {head}.",
+                database_revisions=revisions,
+                head=head,
+            )
+        ]
+    return []
+
+
+def check_privileges(connection: Any, tables: Collection[str]) -> list[Finding]:
+    """The connected role has SELECT, INSERT, UPDATE and DELETE on every flow table that exists."""
+    from sqlalchemy import inspect, text
+
+    present = set(inspect(connection).get_table_names())
+    lacking: dict[str, list[str]] = {}
+    for table in sorted(set(tables) & present):
+        for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE"):
+            allowed = connection.execute(
+                text("SELECT has_table_privilege(current_user, :table, :privilege)"),
+                {"table": table, "privilege": privilege},
+            ).scalar()
+            if not allowed:
+                lacking.setdefault(table, []).append(privilege)
+    if lacking:
+        summary = "; ".join(f"{table}: {', '.join(privs)}" for table, privs in lacking.items())
+        return [DB008.finding(f"The role lacks privileges: {summary}.", missing_privileges=lacking)]
+    return []
+
+
+def check_writable(connection: Any) -> list[Finding]:
+    """The server is not a replica and transactions are not read-only by default."""
+    from sqlalchemy import text
+
+    in_recovery = connection.execute(text("SELECT pg_is_in_recovery()")).scalar()
+    read_only = connection.execute(text("SELECT current_setting('default_transaction_read_only')")).scalar()
+    if in_recovery:
+        return [DB009.finding("The server is a read-only replica (in recovery).", in_recovery=True)]
+    if read_only == "on":
+        return [
+            DB009.finding(
+                "default_transaction_read_only is on: every transaction of this role is read-only.",
+                default_transaction_read_only=read_only,
+            )
+        ]
+    return []
+
+
+def check_connection(
+    database_url: str, expected_tables: Collection[str], timeouts: Timeouts = TIMEOUTS
+) -> list[Finding]:
+    """Connect, authenticate, reach the database, and find every table the flow writes."""
+    findings, engine, connection = open_probe_connection(database_url, timeouts)
+    if connection is None:
+        return findings
+    try:
+        return check_tables(connection, expected_tables)
+    finally:
+        connection.close()
+        engine.dispose()
 
 
 def classify(exc: BaseException, point: str) -> Finding:

@@ -73,6 +73,7 @@ _TEXT_KINDS = (
     ("no pg_hba.conf entry", DBErrorKind.AUTH),
     ("does not exist", DBErrorKind.NO_DATABASE),
     ("too many clients", DBErrorKind.TOO_MANY_CONNECTIONS),
+    ("too many connections", DBErrorKind.TOO_MANY_CONNECTIONS),
     ("remaining connection slots are reserved", DBErrorKind.TOO_MANY_CONNECTIONS),
     ("connection refused", DBErrorKind.REFUSED),
     ("timeout expired", DBErrorKind.TIMEOUT),

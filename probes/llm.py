@@ -129,6 +129,13 @@ LLM015 = Check(
     "stream carried no error event",
     "The API sent an error event mid-stream (usually overloaded): retry with backoff.",
 )
+LLM016 = Check(
+    "LLM016",
+    Stage.LLM,
+    Level.WARNING,
+    "model not deprecated",
+    "The SDK lists this model as deprecated with an end-of-life date: move to a current model before that date.",
+)
 LLM100 = Check("LLM100", Stage.LLM, Level.ERROR, "call answered", "See the finding for the reason the call failed.")
 LLM900 = Check(
     "LLM900",
@@ -156,9 +163,12 @@ CHECKS = (
     LLM013,
     LLM014,
     LLM015,
+    LLM016,
     LLM100,
     LLM900,
 )
+#: Checks a ``--llm ping`` makes.
+PING_CHECKS = (LLM100, LLM016)
 
 
 class LLMExchangeLike(Protocol):
@@ -337,3 +347,57 @@ def classify(exc: BaseException, point: str) -> Finding:
             f"The {point} call got a body that is not the API's JSON: {exc}", point=point, error_type=type(exc).__name__
         )
     return LLM900.finding(f"{type(exc).__name__}: {exc}", point=point, error_type=type(exc).__name__)
+
+
+def check_model_current(model: str) -> list[Finding]:
+    """The model is not on the SDK's own list of deprecated models."""
+    try:
+        from anthropic._data import DEPRECATED_MODELS  # the SDK's table; private, so optional
+    except ImportError:
+        return []
+    end_of_life = DEPRECATED_MODELS.get(model)
+    if end_of_life:
+        return [
+            LLM016.finding(f"{model} is deprecated: end of life {end_of_life}.", model=model, end_of_life=end_of_life)
+        ]
+    return []
+
+
+def ping_anthropic(
+    api_key: str, model: str, *, base_url: str | None, timeout: float, point: str = "ping"
+) -> tuple[list[Finding], dict[str, Any]]:
+    """One minimal Messages call: proves the key is accepted and the model exists. Returns findings and facts."""
+    import time
+
+    import anthropic
+
+    client = anthropic.Anthropic(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
+    started = time.perf_counter()
+    try:
+        message = client.messages.create(model=model, max_tokens=1, messages=[{"role": "user", "content": "ping"}])
+    except Exception as exc:  # classified below: every SDK failure has its own check
+        return [classify(exc, point)], {}
+    finally:
+        client.close()
+    usage = getattr(message, "usage", None)
+    return [], {
+        "model": getattr(message, "model", model),
+        "stop_reason": getattr(message, "stop_reason", None),
+        "input_tokens": getattr(usage, "input_tokens", None),
+        "output_tokens": getattr(usage, "output_tokens", None),
+        "latency_s": round(time.perf_counter() - started, 3),
+    }
+
+
+def ping_openai(api_key: str, model: str, *, base_url: str | None, timeout: float) -> list[Finding]:
+    """One minimal embeddings call; a failure is the examples warning (LLM013), as in the flow."""
+    import openai
+
+    client = openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
+    try:
+        client.embeddings.create(model=model, input="ping")
+    except Exception as exc:  # classified as the examples point does in the flow
+        return [classify(exc, "examples")]
+    finally:
+        client.close()
+    return []

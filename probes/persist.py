@@ -79,6 +79,22 @@ PERSIST007 = Check(
     "plan marked complete",
     "The plan row is not in status 'draft': generation did not finish, and the row says so.",
 )
+PERSIST008 = Check(
+    "PERSIST008",
+    Stage.PERSIST,
+    Level.ERROR,
+    "canary rows removed after the run",
+    "The harness could not remove the rows it wrote: delete rows whose session_id starts with "
+    "'harness-canary-' (the evidence names the session) and check the role's DELETE privilege.",
+)
+PERSIST009 = Check(
+    "PERSIST009",
+    Stage.PERSIST,
+    Level.WARNING,
+    "one commit per unit of work",
+    "A unit of work committed more than once (the seed's double commit: db.commit() inside a context manager that "
+    "commits again): remove the inner commit so a failure cannot leave half a unit saved.",
+)
 PERSIST900 = Check(
     "PERSIST900",
     Stage.PERSIST,
@@ -89,7 +105,38 @@ PERSIST900 = Check(
 
 DISCOVERY_CHECKS = (PERSIST001, PERSIST002)
 PLAN_CHECKS = (PERSIST001, PERSIST002, PERSIST007, PERSIST003, PERSIST004)
-CHECKS = (PERSIST001, PERSIST002, PERSIST003, PERSIST004, PERSIST005, PERSIST006, PERSIST007, PERSIST900)
+CHECKS = (
+    PERSIST001,
+    PERSIST002,
+    PERSIST003,
+    PERSIST004,
+    PERSIST005,
+    PERSIST006,
+    PERSIST007,
+    PERSIST008,
+    PERSIST009,
+    PERSIST900,
+)
+
+#: Every row a diagnose run writes carries a session id with this prefix; only such rows are ever deleted.
+CANARY_PREFIX = "harness-canary-"
+
+_CANARY_PLANS = "SELECT masterplan_id FROM masterplans WHERE session_id = :sid"
+_CANARY_TASKS = f"SELECT task_id FROM masterplan_tasks WHERE masterplan_id IN ({_CANARY_PLANS})"
+_CANARY_DELETES = (
+    f"DELETE FROM masterplan_task_dependencies WHERE task_id IN ({_CANARY_TASKS}) "
+    f"OR depends_on_task_id IN ({_CANARY_TASKS})",
+    f"DELETE FROM masterplan_tasks WHERE masterplan_id IN ({_CANARY_PLANS})",
+    "DELETE FROM masterplan_milestones WHERE phase_id IN "
+    f"(SELECT phase_id FROM masterplan_phases WHERE masterplan_id IN ({_CANARY_PLANS}))",
+    f"DELETE FROM masterplan_phases WHERE masterplan_id IN ({_CANARY_PLANS})",
+    "DELETE FROM masterplans WHERE session_id = :sid",
+    "DELETE FROM discovery_documents WHERE session_id = :sid",
+)
+_CANARY_REMAINING = """
+SELECT (SELECT count(*) FROM discovery_documents WHERE session_id = :sid)
+     + (SELECT count(*) FROM masterplans WHERE session_id = :sid)
+"""
 
 _DISCOVERY_LISTS = ("bounded_contexts", "aggregates", "value_objects", "domain_events", "services")
 
@@ -266,3 +313,53 @@ def classify(exc: BaseException, point: str) -> Finding:
             read_only=failure.kind is DBErrorKind.READ_ONLY,
         )
     return PERSIST900.finding(f"{type(exc).__name__}: {exc}", point=point, error_type=type(exc).__name__)
+
+
+def remove_canary_rows(database_url: str, session_id: str, timeouts: Timeouts = TIMEOUTS) -> tuple[list[Finding], int]:
+    """Delete every row of a canary session, bottom-up, then verify none is left; returns findings and rows deleted."""
+    from sqlalchemy import text
+
+    if not session_id.startswith(CANARY_PREFIX):
+        raise ValueError(f"refusing to delete rows of a non-canary session {session_id!r}")
+    engine = probe_engine(database_url, timeouts)
+    deleted = 0
+    try:
+        with engine.begin() as connection:
+            for statement in _CANARY_DELETES:
+                deleted += connection.execute(text(statement), {"sid": session_id}).rowcount or 0
+        with engine.connect() as connection:
+            remaining = connection.execute(text(_CANARY_REMAINING), {"sid": session_id}).scalar()
+    except Exception as exc:  # a failed cleanup is a finding naming the session, never a crash
+        failure = describe_db_error(exc)
+        return [
+            PERSIST008.finding(
+                "Removing the canary rows failed.",
+                session_id=session_id,
+                error=failure.message if failure else str(exc)[:300],
+                sqlstate=failure.sqlstate if failure else None,
+            )
+        ], deleted
+    finally:
+        engine.dispose()
+    if remaining:
+        return [
+            PERSIST008.finding(
+                f"{remaining} canary row(s) remain after cleanup.", session_id=session_id, remaining=remaining
+            )
+        ], deleted
+    return [], deleted
+
+
+def check_commit_counts(commits_per_unit: dict[str, int]) -> list[Finding]:
+    """Every unit of work (session) committed at most once."""
+    repeated = {unit: count for unit, count in commits_per_unit.items() if count > 1}
+    if repeated:
+        worst = max(repeated.values())
+        return [
+            PERSIST009.finding(
+                f"{len(repeated)} unit(s) of work committed more than once (up to {worst} times).",
+                units=len(commits_per_unit),
+                repeated=sorted(repeated.values(), reverse=True)[:10],
+            )
+        ]
+    return []

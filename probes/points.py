@@ -123,6 +123,9 @@ def mark_unreached(recorder: Recorder) -> None:
         if (stage, point) in reached:
             continue
         if first is not None:
-            recorder.skip(checks, point, f"blocked by {first.id} at {first.stage.value}/{first.point}", blocked=True)
+            where = (
+                first.stage.value if first.point in (None, first.stage.value) else f"{first.stage.value}/{first.point}"
+            )
+            recorder.skip(checks, point, f"by {first.id} at {where}", blocked=True)
         else:
             recorder.skip(checks, point, "not reached")

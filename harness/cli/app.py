@@ -40,7 +40,9 @@ def cli() -> None:
     """Find which stage of the discovery → masterplan flow breaks, and why.
 
     \b
+    harness diagnose          check a real environment stage by stage; name the first failure
     harness replay            run recorded LLM answers through the flow on a disposable database
+    harness migrate           create or upgrade the flow's tables in DATABASE_URL
     harness probes            list every check ID with its title and fix
     harness explain DB004     print one check
 

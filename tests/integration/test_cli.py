@@ -28,11 +28,11 @@ def test_help_lists_commands_and_exit_codes() -> None:
     """Top-level help names every command and documents exit codes."""
     result = harness("--help")
     assert result.returncode == 0
-    for word in ("replay", "probes", "explain", "Exit codes"):
+    for word in ("diagnose", "replay", "migrate", "probes", "explain", "Exit codes"):
         assert word in result.stdout
 
 
-@pytest.mark.parametrize("command", ["replay", "probes", "explain"])
+@pytest.mark.parametrize("command", ["diagnose", "replay", "migrate", "probes", "explain"])
 def test_every_command_has_help_with_an_example(command: str) -> None:
     """Each command's --help teaches with an example."""
     result = harness(command, "--help")

@@ -82,3 +82,33 @@ def test_check_by_id_suggests_close_ids() -> None:
     assert probes.check_by_id("llm001").id == "LLM001"
     with pytest.raises(KeyError, match="LLM001"):
         probes.check_by_id("LLM999")
+
+
+@pytest.mark.parametrize("stage", list(Stage))
+def test_unexpected_exception_in_any_stage_is_that_stages_900_check(stage: Stage) -> None:
+    """An exception no classifier knows becomes the stage's X900 finding, naming the exception."""
+    finding = probes.CLASSIFIERS[stage](RuntimeError("surprise"), "somewhere")
+    assert finding.stage is stage and finding.id.endswith("900")
+    assert "RuntimeError" in finding.message or finding.evidence.get("error_type") == "RuntimeError"
+
+
+def test_hung_check_becomes_a_finding_instead_of_a_hang() -> None:
+    """A check function that does not return within its timeout is a finding of its stage."""
+    import threading
+
+    release = threading.Event()
+    recorder = _recorder()
+    with pytest.raises(StageFailed) as caught:
+        recorder.run_checks(Stage.PARSE, "p", [((A,), lambda: release.wait(5) and [])], timeout=0.05)
+    release.set()
+    assert caught.value.finding.id == "TST003" and "did not finish" in caught.value.finding.message
+
+
+def test_every_check_id_is_asserted_by_some_test() -> None:
+    """Each check in the catalogue is named by at least one test (so removing a check fails a test)."""
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parents[1]
+    text = "\n".join(path.read_text() for path in tests.rglob("test_*.py") if path.name != "test_core.py")
+    untested = [c.id for c in probes.ALL_CHECKS if not c.id.endswith("900") and c.id not in text]
+    assert untested == []

@@ -156,3 +156,22 @@ def test_embeddings_come_back_in_order() -> None:
         vectors = asyncio.run(embed(build_clients(settings), model="text-embedding-3-small", texts=["a", "b", "a"]))
     assert len(vectors) == 3 and len(vectors[0]) == 8
     assert vectors[0] == pytest.approx(vectors[2]) and vectors[0] != pytest.approx(vectors[1])
+
+
+def test_deprecated_model_is_an_llm016_warning() -> None:
+    """A model on the SDK's deprecation list is a warning with its end-of-life date; a current one passes."""
+    (finding,) = llm.check_model_current("claude-sonnet-4-5")
+    assert finding.id == "LLM016" and finding.level.name == "WARNING" and finding.evidence["end_of_life"]
+    assert llm.check_model_current(DEFAULT_MODELS.generation) == []
+
+
+def test_call_answered_is_recorded_for_a_complete_answer() -> None:
+    """A complete answer records LLM100 (call answered) as passed at its point."""
+    _, answer = _call(MessageReply('{"ok": true}'))
+    recorder = Recorder(CLASSIFIERS)
+    recorder.run_checks(
+        Stage.LLM,
+        "discovery",
+        [((llm.CALL_ANSWERED, *llm.ANSWER_CHECKS), lambda: llm.check_answer(answer, "discovery"))],
+    )
+    assert [(o.check.id, o.outcome.value) for o in recorder.report.outcomes][0] == ("LLM100", "passed")

@@ -1,0 +1,227 @@
+"""``harness diagnose``: every stage against a real environment, the first failure called out."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+
+from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli
+
+#: The cassette ``--llm replay`` uses when none is given: a healthy 109-task run shipped with the harness.
+BUNDLED_CASSETTE = "diagnose-canary.yaml"
+_MARKS = {"passed": "✔", "warned": "!", "failed": "✘", "blocked": "·", "skipped": "-"}
+#: Request used by ``--llm full`` when none is given: small, so a live check spends few tokens.
+DEFAULT_LIVE_REQUEST = "A to-do list web app: users sign in, create lists, add tasks with due dates, and tick them off."
+
+
+def _bundled_cassette() -> Path:
+    return Path(str(resources.files("harness.data") / BUNDLED_CASSETTE))
+
+
+@cli.command()
+@click.option(
+    "--env-file", type=click.Path(path_type=Path), help="Read settings from this file; it wins over the environment."
+)
+@click.option(
+    "--llm",
+    "llm_mode",
+    type=click.Choice(["off", "ping", "full", "replay"]),
+    default="replay",
+    show_default=True,
+    help="off: no LLM stage. ping: one minimal call per API. full: the whole flow live (spends tokens). "
+    "replay: the whole flow with recorded answers (no tokens).",
+)
+@click.option(
+    "--cassette",
+    type=click.Path(path_type=Path),
+    help="Recorded answers for --llm replay (default: bundled healthy run).",
+)
+@click.option("--request", "request_text", help="Project description for --llm full.")
+@click.option("--user-id", envvar="HARNESS_USER_ID", help="User id the request carries [env HARNESS_USER_ID].")
+@click.option(
+    "--session-id", envvar="HARNESS_SESSION_ID", help="Session id the request carries [env HARNESS_SESSION_ID]."
+)
+@click.option(
+    "--token",
+    envvar="HARNESS_AUTH_TOKEN",
+    help="Bearer token (HS256 JWT: sub, sid) instead of ids [env HARNESS_AUTH_TOKEN].",
+)
+@click.option(
+    "--token-secret", envvar="HARNESS_TOKEN_SECRET", help="Secret that verifies --token [env HARNESS_TOKEN_SECRET]."
+)
+@click.option("--read-only", is_flag=True, help="Write nothing: the flow is not run and persist checks are skipped.")
+@click.option(
+    "--stage", "stages", multiple=True, help="Only these stages (repeatable): env, db, auth, llm, parse, persist."
+)
+@click.option(
+    "--fail-level",
+    type=click.Choice(["warning", "error"]),
+    default="error",
+    show_default=True,
+    help="Findings at or above this level fail the run (exit 1).",
+)
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def diagnose(
+    env_file: Path | None,
+    llm_mode: str,
+    cassette: Path | None,
+    request_text: str | None,
+    user_id: str | None,
+    session_id: str | None,
+    token: str | None,
+    token_secret: str | None,
+    read_only: bool,
+    stages: tuple[str, ...],
+    fail_level: str,
+    output_format: str,
+) -> None:
+    """Check a real environment stage by stage and name the first failure, its evidence and fix.
+
+    Settings come from the environment (DATABASE_URL, ANTHROPIC_API_KEY, OPENAI_API_KEY),
+    or from --env-file, whose values win. Rows the run writes are tagged with a canary
+    session id (harness-canary-...) and always deleted afterwards, also when a step
+    fails; --read-only writes nothing. Secrets are only ever shown masked.
+
+    \b
+    Example:
+      harness diagnose --user-id u-42 --session-id sid-1
+      harness diagnose --env-file prod.env --llm ping --token "$JWT" --token-secret "$SECRET"
+      harness diagnose --stage env --stage db --format json
+
+    Exit codes: 0 no finding at or above --fail-level, 1 findings, 2 bad usage.
+    """
+    from harness.config import EnvFileError, Settings, load_env_file, sqlalchemy_url
+    from harness.redaction import redact_url, register_secret
+    from harness.runner import FlowRequest, LLMMode, RunOptions, run_flow
+    from probes import auth
+    from probes.core import Level, Stage
+
+    environ: dict[str, str] = dict(os.environ)
+    if env_file is not None:
+        try:
+            environ.update(load_env_file(str(env_file)))
+        except EnvFileError as exc:
+            raise UsageProblem(str(exc)) from None
+    settings = Settings.from_env(environ)
+    for secret in (settings.anthropic_api_key, settings.openai_api_key, token, token_secret):
+        register_secret(secret)
+    if settings.database_url:
+        try:
+            sqlalchemy_url(settings.database_url)
+        except ValueError as exc:
+            raise UsageProblem(f"DATABASE_URL {redact_url(settings.database_url)!r} does not parse: {exc}") from None
+
+    known = {stage.value for stage in Stage}
+    for stage in stages:
+        if stage not in known:
+            raise UsageProblem(f"unknown stage {stage!r}; stages are: {', '.join(s.value for s in Stage)}")
+    selected = frozenset(Stage(stage) for stage in stages) if stages else frozenset(Stage)
+
+    token_error = None
+    source = "flags" if (user_id or session_id) else "environment"
+    if token:
+        if not token_secret:
+            raise UsageProblem("--token needs --token-secret (or HARNESS_TOKEN_SECRET) to verify it")
+        try:
+            identity = auth.identity_from_token(token, token_secret)
+            user_id, session_id, source = user_id or identity.user_id, session_id or identity.session_id, "token"
+        except auth.TokenInvalid as exc:
+            token_error = str(exc)
+
+    mode = LLMMode(llm_mode)
+    request = FlowRequest(request_text or DEFAULT_LIVE_REQUEST, user_id, session_id)
+    options = RunOptions(
+        stages=selected,
+        llm=mode,
+        read_only=read_only,
+        canary=True,
+        fail_level=Level.parse(fail_level),
+        token_error=token_error,
+        identity_source=source,
+    )
+    if mode is LLMMode.REPLAY:
+        from harness.cassettes import CassetteError, load_meta, replaying
+
+        path = cassette or _bundled_cassette()
+        try:
+            meta = load_meta(path)
+        except CassetteError as exc:
+            raise UsageProblem(str(exc)) from None
+        request = FlowRequest(meta.request, user_id, session_id)
+        # Replayed answers stand in for the APIs: the SDKs need keys to build, none leaves the machine.
+        settings = settings.with_overrides(
+            anthropic_api_key=settings.anthropic_api_key or "sk-ant-replay-0000000000000000",
+            openai_api_key=settings.openai_api_key or "sk-replay-00000000000000000000",
+            anthropic_base_url=None,
+            openai_base_url=None,
+        )
+        with replaying(path):
+            run = run_flow(settings, request, options=options)
+    else:
+        if cassette is not None:
+            raise UsageProblem("--cassette only goes with --llm replay")
+        run = run_flow(settings, request, options=options)
+
+    target = redact_url(settings.database_url) if settings.database_url else "(DATABASE_URL not set)"
+    if output_format == "json":
+        click.echo(json.dumps(_json_report(run, target, llm_mode), indent=2, default=str))
+    else:
+        _print_doctor(run, target, llm_mode)
+    sys.exit(EXIT_FINDINGS if run.report.failures else EXIT_OK)
+
+
+def _json_report(run: Any, target: str, llm_mode: str) -> dict[str, Any]:
+    return {
+        "command": "diagnose",
+        "target": target,
+        "llm": llm_mode,
+        **run.report.to_dict(),
+        "observations": run.observations,
+    }
+
+
+def _print_doctor(run: Any, target: str, llm_mode: str) -> None:
+    from probes.core import Stage
+
+    report = run.report
+    click.echo(f"harness diagnose — {target} (llm: {llm_mode})")
+    server = run.observations.get("db.server")
+    for stage in Stage:
+        outcomes = [o for o in report.outcomes if o.check.stage is stage]
+        if not outcomes:
+            continue
+        extra = f" (PostgreSQL {server['server_version'].split()[0]})" if stage is Stage.DB and server else ""
+        click.echo(f"{stage.value}{extra}")
+        not_run = [o for o in outcomes if o.outcome.value in ("blocked", "skipped")]
+        for outcome in outcomes:
+            if outcome in not_run:
+                continue
+            where = f" [{outcome.point}]" if outcome.point != stage.value else ""
+            line = f"  {_MARKS[outcome.outcome.value]} {outcome.check.id:<10} {outcome.check.title}{where}"
+            if outcome.findings:
+                line += f" — {outcome.findings[0].message}"
+            elif outcome.reason:
+                line += f" ({outcome.reason})"
+            click.echo(line)
+        for reason in dict.fromkeys(o.reason for o in not_run):
+            group = [o for o in not_run if o.reason == reason]
+            click.echo(f"  {_MARKS[group[0].outcome.value]} {len(group)} check(s) {group[0].outcome.value} — {reason}")
+    totals = (
+        ", ".join(f"{report.count(o)} {o.value}" for o in type(report.outcomes[0].outcome)) if report.outcomes else ""
+    )
+    click.echo(f"\n{totals}")
+    first = report.first_failure
+    if first is None:
+        click.echo("No stage failed.")
+        return
+    click.echo(f"First failing stage: {first.stage.value} — {first.id} at {first.point}: {first.message}")
+    evidence = {k: v for k, v in first.evidence.items() if v is not None}
+    if evidence:
+        click.echo(f"  evidence: {json.dumps(evidence, default=str)[:600]}")
+    click.echo(f"  fix: {first.hint}")
