@@ -3,6 +3,7 @@
 Exit codes: 0 as expected, 1 findings, 2 bad usage or unusable input, 3 a harness bug.
 """
 
+import harness.cli.report  # noqa: F401  (registers `harness report`)
 from harness.cli import catalogue, replay  # noqa: F401  (each module registers its commands)
 from harness.cli.app import cli, main
 
