@@ -209,3 +209,10 @@ def json_schema() -> dict[str, Any]:
         "$id": f"urn:masterplan-harness:run-report:v{SCHEMA_VERSION}",
         **schema,
     }
+
+
+if __name__ == "__main__":  # python -m harness.reports.schema: regenerate the published file
+    import json
+    from pathlib import Path
+
+    Path(__file__).with_name("report.schema.json").write_text(json.dumps(json_schema(), indent=2) + "\n")
