@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from harness.cassettes import CassetteMeta, replaying
 from harness.config import Settings
@@ -40,8 +41,10 @@ class ReplayResult:
         return self.verdict == self.meta.expect
 
 
-def replay_cassette(meta: CassetteMeta, database_url: str, *, settings: Settings | None = None) -> ReplayResult:
-    """Run one cassette's request through the flow against ``database_url``."""
+def replay_cassette(
+    meta: CassetteMeta, database_url: str, *, settings: Settings | None = None, events: Any = None
+) -> ReplayResult:
+    """Run one cassette's request through the flow against ``database_url``; ``events`` is its event sink."""
     base = settings or Settings()
     replay_settings = base.with_overrides(
         database_url=database_url,
@@ -52,7 +55,7 @@ def replay_cassette(meta: CassetteMeta, database_url: str, *, settings: Settings
     )
     started = time.perf_counter()
     with replaying(meta.path):
-        run = run_flow(replay_settings, FlowRequest(meta.request, meta.user_id, meta.session_id))
+        run = run_flow(replay_settings, FlowRequest(meta.request, meta.user_id, meta.session_id), events=events)
     return ReplayResult(meta, run, time.perf_counter() - started)
 
 
@@ -62,13 +65,17 @@ def replay_all(
     drop_database: Callable[[str], None],
     *,
     on_result: Callable[[ReplayResult], None] | None = None,
+    events_for: Callable[[CassetteMeta], Any] | None = None,
 ) -> list[ReplayResult]:
-    """Replay each cassette on its own fresh database; ``on_result`` sees each result as it comes."""
+    """Replay each cassette on its own fresh database; ``on_result`` sees each result as it comes.
+
+    ``events_for(meta)``, if given, makes the event sink of that cassette's run (progress display).
+    """
     results = []
     for meta in metas:
         url = new_database()
         try:
-            result = replay_cassette(meta, url)
+            result = replay_cassette(meta, url, events=events_for(meta) if events_for else None)
         finally:
             drop_database(url)
         results.append(result)

@@ -36,7 +36,23 @@ def _fail_internal(exc: BaseException) -> NoReturn:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="masterplan-harness", prog_name="harness")
-def cli() -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "console", "json"]),
+    default="auto",
+    show_default=True,
+    help="Logs on stderr: auto is console on a terminal, JSON lines otherwise.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+    help="info tells each run's story; debug adds every check and database transaction.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress line while an LLM answer streams.")
+@click.pass_context
+def cli(ctx: click.Context, log_format: str, log_level: str, quiet: bool) -> None:
     """Find which stage of the discovery → masterplan flow breaks, and why.
 
     \b
@@ -45,9 +61,15 @@ def cli() -> None:
     harness migrate           create or upgrade the flow's tables in DATABASE_URL
     harness probes            list every check ID with its title and fix
     harness explain DB004     print one check
+    harness report            re-render the newest report (md, junit, html, json)
 
     Exit codes: 0 as expected, 1 findings or unexpected verdicts, 2 bad usage, 3 harness bug.
+    Reports go to reports/<UTC timestamp>-<command>/ (reports/latest is the newest).
     """
+    from harness.logs import configure_logging
+
+    configure_logging(log_level, log_format=log_format)  # type: ignore[arg-type]
+    ctx.obj = {"quiet": quiet}
 
 
 def main() -> None:

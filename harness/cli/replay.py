@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
 from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli
+from harness.cli.report import reports_dir_option, write_reports
 
 
 @cli.command()
@@ -21,7 +23,9 @@ from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli
     show_default=True,
     help="text for people, json for machines.",
 )
-def replay(paths: tuple[Path, ...], output_format: str) -> None:
+@reports_dir_option
+@click.pass_context
+def replay(ctx: click.Context, paths: tuple[Path, ...], output_format: str, reports_dir: Path) -> None:
     """Replay cassettes through the whole flow on a disposable PostgreSQL.
 
     Each cassette (a recorded LLM conversation with its expected verdict) runs on its
@@ -34,6 +38,7 @@ def replay(paths: tuple[Path, ...], output_format: str) -> None:
       harness replay cassettes/healthy-task-manager.yaml
 
     Exits 0 when every verdict matches its cassette's expectation, 1 when one does not.
+    Writes reports/<UTC timestamp>-replay/ (report.json, report.md, junit.xml, report.html).
     """
     from harness.cassettes import CassetteError, discover_cassettes, load_meta
 
@@ -44,8 +49,21 @@ def replay(paths: tuple[Path, ...], output_format: str) -> None:
         raise UsageProblem(str(exc)) from None
 
     from harness.flow.database import migrate
+    from harness.logs import ProgressSink, get_logger, log_report
     from harness.postgres import DatabaseFactory, PostgresUnavailable, start_cluster
     from harness.replay import replay_all
+    from harness.reports import ReportedRun, RunContext
+
+    started = datetime.now(UTC)
+    log = get_logger("harness.replay", command="replay")
+    quiet = bool((ctx.find_root().obj or {}).get("quiet"))
+
+    def on_result(result: Any) -> None:
+        log_report(log, result.run.report, cassette=result.meta.name, expect=result.meta.expect)
+        if not result.matched:
+            log.warning("verdict_unexpected", cassette=result.meta.name, expect=result.meta.expect, got=result.verdict)
+        if output_format == "text":
+            _print_replay_row(result, width)
 
     try:
         cluster = start_cluster()
@@ -60,8 +78,18 @@ def replay(paths: tuple[Path, ...], output_format: str) -> None:
             metas,
             factory.new_database,
             factory.drop,
-            on_result=(lambda result: _print_replay_row(result, width)) if output_format == "text" else None,
+            on_result=on_result,
+            events_for=lambda meta: ProgressSink(quiet=quiet or output_format != "text", label=meta.name),
         )
+        context = RunContext(
+            started_at=started,
+            database_url=cluster.info.url("postgres"),
+            target=f"disposable PostgreSQL ({cluster.info.provider}), one database per cassette",
+        )
+    runs = [
+        ReportedRun(r.meta.name, r.run, r.duration_s, source=str(r.meta.path), expect=r.meta.expect) for r in results
+    ]
+    folder = write_reports("replay", runs, context, reports_dir)
     mismatched = [result for result in results if not result.matched]
     if output_format == "json":
         import json
@@ -83,6 +111,7 @@ def replay(paths: tuple[Path, ...], output_format: str) -> None:
                     ],
                     "matched": len(results) - len(mismatched),
                     "mismatched": len(mismatched),
+                    "reports": str(folder),
                 },
                 indent=2,
                 default=str,
@@ -90,6 +119,7 @@ def replay(paths: tuple[Path, ...], output_format: str) -> None:
         )
     else:
         click.echo(f"{len(results)} cassette(s): {len(results) - len(mismatched)} as expected, {len(mismatched)} not.")
+        click.echo(f"Reports: {folder}/ (report.html, report.md, junit.xml, report.json)")
     sys.exit(EXIT_FINDINGS if mismatched else EXIT_OK)
 
 

@@ -33,8 +33,13 @@ def make_engine(database_url: str, *, timeouts: Timeouts = TIMEOUTS, **kwargs: A
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions whose objects stay readable after commit (``expire_on_commit=False``)."""
-    return sessionmaker(bind=engine, expire_on_commit=False)
+    """Sessions whose objects stay readable after commit (``expire_on_commit=False``).
+
+    Their transactions are logged at debug level (begin, flush, commit, rollback, row counts).
+    """
+    from harness.flow.dblog import log_transactions
+
+    return log_transactions(sessionmaker(bind=engine, expire_on_commit=False))
 
 
 @contextmanager
