@@ -38,6 +38,7 @@ def _fail_internal(exc: BaseException) -> NoReturn:
 @click.version_option(package_name="masterplan-harness", prog_name="harness")
 @click.option(
     "--log-format",
+    envvar="HARNESS_LOG_FORMAT",
     type=click.Choice(["auto", "console", "json"]),
     default="auto",
     show_default=True,
@@ -45,6 +46,7 @@ def _fail_internal(exc: BaseException) -> NoReturn:
 )
 @click.option(
     "--log-level",
+    envvar="HARNESS_LOG_LEVEL",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="warning",
     show_default=True,

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli
+from harness.cli.report import reports_dir_option, write_reports
 
 #: The cassette ``--llm replay`` uses when none is given: a healthy 109-task run shipped with the harness.
 BUNDLED_CASSETTE = "diagnose-canary.yaml"
@@ -67,6 +68,7 @@ def _bundled_cassette() -> Path:
     help="Findings at or above this level fail the run (exit 1).",
 )
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@reports_dir_option
 def diagnose(
     env_file: Path | None,
     llm_mode: str,
@@ -80,6 +82,7 @@ def diagnose(
     stages: tuple[str, ...],
     fail_level: str,
     output_format: str,
+    reports_dir: Path,
 ) -> None:
     """Check a real environment stage by stage and name the first failure, its evidence and fix.
 
@@ -96,8 +99,12 @@ def diagnose(
 
     Exit codes: 0 no finding at or above --fail-level, 1 findings, 2 bad usage.
     """
+    import time
+    from datetime import UTC, datetime
+
     from harness.config import EnvFileError, Settings, load_env_file, sqlalchemy_url
     from harness.redaction import redact_url, register_secret
+    from harness.reports import ReportedRun, RunContext
     from harness.runner import FlowRequest, LLMMode, RunOptions, run_flow
     from probes import auth
     from probes.core import Level, Stage
@@ -135,6 +142,7 @@ def diagnose(
             token_error = str(exc)
 
     mode = LLMMode(llm_mode)
+    started, clock = datetime.now(UTC), time.perf_counter()
     request = FlowRequest(request_text or DEFAULT_LIVE_REQUEST, user_id, session_id)
     options = RunOptions(
         stages=selected,
@@ -168,11 +176,19 @@ def diagnose(
             raise UsageProblem("--cassette only goes with --llm replay")
         run = run_flow(settings, request, options=options)
 
+    from harness.logs import get_logger, log_report
+
+    log_report(get_logger("harness.diagnose"), run.report, command="diagnose", llm=llm_mode)
     target = redact_url(settings.database_url) if settings.database_url else "(DATABASE_URL not set)"
+    context = RunContext(started_at=started, database_url=settings.database_url, target=f"{target} (llm: {llm_mode})")
+    folder = write_reports(
+        "diagnose", [ReportedRun("diagnose", run, time.perf_counter() - clock)], context, reports_dir
+    )
     if output_format == "json":
-        click.echo(json.dumps(_json_report(run, target, llm_mode), indent=2, default=str))
+        click.echo(json.dumps({**_json_report(run, target, llm_mode), "reports": str(folder)}, indent=2, default=str))
     else:
         _print_doctor(run, target, llm_mode)
+        click.echo(f"Reports: {folder}")
     sys.exit(EXIT_FINDINGS if run.report.failures else EXIT_OK)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -13,14 +15,18 @@ import pytest
 import probes
 
 ROOT = Path(__file__).resolve().parents[2]
+_SCRATCH_REPORTS = tempfile.mkdtemp(prefix="harness-test-reports-")
+atexit.register(shutil.rmtree, _SCRATCH_REPORTS, ignore_errors=True)
 
 
 def harness(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the installed console script (falling back to ``python -m harness.cli``)."""
     exe = shutil.which("harness", path=os.path.dirname(sys.executable)) or shutil.which("harness")
     command = [exe, *args] if exe else [sys.executable, "-m", "harness.cli", *args]
+    # Reports go to a scratch folder unless a test says otherwise: tests never litter the repo's reports/.
+    base = {**os.environ, "HARNESS_REPORTS_DIR": os.environ.get("HARNESS_TEST_REPORTS_DIR", _SCRATCH_REPORTS)}
     return subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**base, **(env or {})}
     )
 
 

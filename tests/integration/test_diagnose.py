@@ -92,12 +92,16 @@ def test_server_that_never_answers_gets_a_verdict_not_a_hang() -> None:
     assert report["first_failure"]["evidence"]["error_type"] == "ConnectionTimeout"
 
 
-def test_wrong_password_is_db002_and_the_password_appears_nowhere(flow_database_url: str) -> None:
-    """Wrong password: DB002, and neither the wrong nor any password shows in output or logs."""
+def test_wrong_password_is_db002_and_the_password_appears_nowhere(flow_database_url: str, tmp_path: Path) -> None:
+    """Wrong password: DB002, and neither the password nor a key shows in output, debug logs or any report file."""
     url = make_url(flow_database_url).set(password="Wr0ng-Pa55word-xyz").render_as_string(hide_password=False)
-    result, report = _diagnose(url, *IDS, "--llm", "off")
+    result, report = _diagnose(
+        url, *IDS, "--llm", "off", extra_env={"HARNESS_REPORTS_DIR": str(tmp_path), "HARNESS_LOG_LEVEL": "debug"}
+    )
     assert result.returncode == 1 and report["first_failure"]["id"] == "DB002"
-    for output in (result.stdout, result.stderr):
+    written = [path.read_text() for path in tmp_path.rglob("*") if path.is_file()]
+    assert len(written) >= 4, "diagnose writes report.json, report.md, junit.xml and report.html"
+    for output in (result.stdout, result.stderr, *written):
         assert "Wr0ng-Pa55word-xyz" not in output
         assert KEYS["ANTHROPIC_API_KEY"] not in output and KEYS["OPENAI_API_KEY"] not in output
     text = harness("diagnose", "--llm", "off", *IDS, env={"DATABASE_URL": url, **KEYS})
