@@ -20,18 +20,24 @@ from typing import Any
 
 import yaml
 
-from harness.redaction import redact_text
+from harness.redaction import find_secrets, redact_identifiers, redact_text, redact_value
 
 __all__ = [
     "CASSETTE_SUFFIXES",
     "MATCH_ON",
+    "CallSummary",
     "CassetteError",
     "CassetteMeta",
+    "CassetteSummary",
+    "SecretHit",
     "discover_cassettes",
     "json_body_differences",
+    "load_cassette",
     "load_meta",
     "recording",
     "replaying",
+    "scan_cassette",
+    "summarize_response",
 ]
 
 CASSETTE_SUFFIXES = (".yaml", ".yml")
@@ -99,8 +105,7 @@ class CassetteMeta:
 _REQUIRED_META = ("name", "request", "expect")
 
 
-def load_meta(path: Path) -> CassetteMeta:
-    """Read and check a cassette's harness metadata; :class:`CassetteError` if it is not usable."""
+def _read(path: Path) -> tuple[dict[str, Any], CassetteMeta]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -123,7 +128,7 @@ def load_meta(path: Path) -> CassetteMeta:
     if missing:
         raise CassetteError(path, f"harness metadata lacks {', '.join(missing)}")
     known = {"name", "description", "request", "user_id", "session_id", "expect"}
-    return CassetteMeta(
+    return data, CassetteMeta(
         path=path,
         name=str(meta["name"]),
         description=str(meta.get("description") or ""),
@@ -134,6 +139,11 @@ def load_meta(path: Path) -> CassetteMeta:
         interactions=len(data["interactions"]),
         extra={key: value for key, value in meta.items() if key not in known},
     )
+
+
+def load_meta(path: Path) -> CassetteMeta:
+    """Read and check a cassette's harness metadata; :class:`CassetteError` if it is not usable."""
+    return _read(path)[1]
 
 
 def discover_cassettes(paths: list[Path]) -> list[Path]:
@@ -150,6 +160,234 @@ def discover_cassettes(paths: list[Path]) -> list[Path]:
         else:
             raise CassetteError(path, "no such file or folder")
     return found
+
+
+# -- what a cassette holds -------------------------------------------------------------------
+
+#: Flags a recorded call can carry; the first two mean the answer is incomplete.
+TRUNCATED_FLAGS = ("max_tokens", "stream-cut")
+
+
+@dataclass(frozen=True)
+class CallSummary:
+    """One recorded exchange, read from its response: status, stop reason, usage, flags."""
+
+    method: str
+    path: str
+    status: int | None
+    streamed: bool
+    #: SSE events in the recorded stream (0 for a plain JSON answer).
+    events: int = 0
+    model: str | None = None
+    stop_reason: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    #: ``error.type`` of an HTTP error body or of an SSE ``event: error``.
+    error_type: str | None = None
+    #: ``max_tokens``, ``stream-cut`` (no stop events), ``stream-error``, ``http-<status>``.
+    flags: tuple[str, ...] = ()
+
+    @property
+    def truncated(self) -> bool:
+        """The answer is incomplete: cut at ``max_tokens`` or a stream ended without its stop events."""
+        return any(flag in TRUNCATED_FLAGS for flag in self.flags)
+
+    @property
+    def outcome(self) -> str:
+        """How the call ended, in a word or two: its stop reason, its error, or the lack of either."""
+        if self.stop_reason:
+            return self.stop_reason
+        if self.error_type:
+            return f"error {self.error_type}"
+        return "no stop_reason" if self.path.endswith("/messages") else "-"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "streamed": self.streamed,
+            "events": self.events,
+            "model": self.model,
+            "stop_reason": self.stop_reason,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "error_type": self.error_type,
+            "flags": list(self.flags),
+        }
+
+
+@dataclass(frozen=True)
+class CassetteSummary:
+    """A cassette's metadata and what each of its recorded calls says."""
+
+    meta: CassetteMeta
+    calls: tuple[CallSummary, ...]
+
+    @property
+    def truncated(self) -> bool:
+        return any(call.truncated for call in self.calls)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", errors="replace")
+    return value if isinstance(value, str) else ""
+
+
+def _header(headers: Any, name: str) -> str:
+    for key, value in (headers or {}).items():
+        if key.lower() == name:
+            return value[0] if isinstance(value, list) and value else str(value)
+    return ""
+
+
+def _sse_events(text: str) -> list[tuple[str, Any]]:
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        name, data = "message", []
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].strip())
+        if data or name != "message":
+            events.append((name, _json_or_none("\n".join(data))))
+    return events
+
+
+def summarize_response(method: str, uri: str, response: dict[str, Any]) -> CallSummary:
+    """What a recorded (or just recorded) response says: stop reason, usage, truncation, errors."""
+    from urllib.parse import urlsplit
+
+    status = (response.get("status") or {}).get("code")
+    headers = response.get("headers") or {}
+    body = _text((response.get("body") or {}).get("string"))
+    flags: list[str] = []
+    fields: dict[str, Any] = {}
+    streamed = "text/event-stream" in _header(headers, "content-type")
+    if streamed:
+        events = _sse_events(body)
+        names = [name for name, _ in events]
+        fields["events"] = len(events)
+        for name, data in events:
+            data = data if isinstance(data, dict) else {}
+            if name == "message_start":
+                message = data.get("message") or {}
+                fields["model"] = message.get("model")
+                fields["input_tokens"] = (message.get("usage") or {}).get("input_tokens")
+            elif name == "message_delta":
+                fields["stop_reason"] = (data.get("delta") or {}).get("stop_reason")
+                fields["output_tokens"] = (data.get("usage") or {}).get("output_tokens")
+            elif name == "error":
+                fields["error_type"] = (data.get("error") or {}).get("type")
+        if "error" in names:
+            flags.append("stream-error")
+        elif "message_stop" not in names or fields.get("stop_reason") is None:
+            flags.append("stream-cut")
+    else:
+        document = _json_or_none(body)
+        document = document if isinstance(document, dict) else {}
+        usage = document.get("usage") or {}
+        fields["model"] = document.get("model")
+        fields["stop_reason"] = document.get("stop_reason")
+        fields["input_tokens"] = usage.get("input_tokens", usage.get("prompt_tokens"))
+        fields["output_tokens"] = usage.get("output_tokens")
+        if isinstance(document.get("error"), dict):
+            fields["error_type"] = document["error"].get("type")
+    if fields.get("stop_reason") == "max_tokens":
+        flags.insert(0, "max_tokens")
+    if isinstance(status, int) and status >= 400:
+        flags.append(f"http-{status}")
+    return CallSummary(
+        method=str(method).upper(),
+        path=urlsplit(uri).path,
+        status=status,
+        streamed=streamed,
+        flags=tuple(flags),
+        **fields,
+    )
+
+
+def load_cassette(path: Path) -> CassetteSummary:
+    """A cassette's metadata and a summary of every recorded call; :class:`CassetteError` if unusable."""
+    data, meta = _read(path)
+    calls = []
+    for index, interaction in enumerate(data["interactions"]):
+        if not isinstance(interaction, dict) or not isinstance(interaction.get("response"), dict):
+            raise CassetteError(meta.path, f"interaction {index} has no response")
+        request = interaction.get("request") if isinstance(interaction.get("request"), dict) else {}
+        calls.append(
+            summarize_response(request.get("method", "?"), str(request.get("uri", "")), interaction["response"])
+        )
+    return CassetteSummary(meta, tuple(calls))
+
+
+# -- secrets left behind ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SecretHit:
+    """A secret-shaped or known secret value found in a cassette file (never the value itself)."""
+
+    path: Path
+    line: int
+    kind: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.kind}"
+
+
+def _scalar_texts(node: Any) -> Iterator[tuple[int, str]]:
+    """(line, decoded text) of every scalar in a composed YAML document, binary ones decoded."""
+    import base64
+
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, yaml.ScalarNode):
+            value = current.value
+            if current.tag.endswith(":binary"):
+                try:
+                    raw = base64.b64decode(value)
+                    if raw[:2] == b"\x1f\x8b":
+                        raw = gzip.decompress(raw)
+                    value = raw.decode("utf-8", errors="replace")
+                except (ValueError, OSError, EOFError):
+                    continue
+            yield current.start_mark.line + 1, value
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+        elif isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                stack.extend((key, value))
+
+
+def _first_kind_per_offset(text: str) -> list[tuple[str, int]]:
+    """find_secrets, one kind per place (an Anthropic key also has an OpenAI key's shape)."""
+    kinds: dict[int, str] = {}
+    for kind, offset in find_secrets(text):
+        kinds.setdefault(offset, kind)
+    return [(kind, offset) for offset, kind in kinds.items()]
+
+
+def scan_cassette(path: Path) -> list[SecretHit]:
+    """Every secret-shaped or registered secret value in the file, with its line (1-based).
+
+    The raw text is scanned, and so is every YAML scalar after decoding (escapes,
+    ``!!binary`` and gzip), so a secret cannot hide in an encoding.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8", errors="replace")
+    hits = {(text.count("\n", 0, offset) + 1, kind) for kind, offset in _first_kind_per_offset(text)}
+    try:
+        document = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        document = None
+    if document is not None:
+        for line, value in _scalar_texts(document):
+            hits.update((line + value.count("\n", 0, offset), kind) for kind, offset in _first_kind_per_offset(value))
+    return [SecretHit(path, line, kind) for line, kind in sorted(hits)]
 
 
 # -- matching ---------------------------------------------------------------------------------
@@ -230,10 +468,15 @@ def _redact_request(request: Any, stand_ins: dict[str, str]) -> Any:
     for stand_in, official in stand_ins.items():
         if request.uri.startswith(stand_in):
             request.uri = official + request.uri[len(stand_in) :]
+    request.uri = redact_text(request.uri)
     if request.body:
         body = request.body.decode("utf-8") if isinstance(request.body, bytes) else request.body
-        request.body = redact_text(body).encode("utf-8")
+        request.body = _scrub(body).encode("utf-8")
     return request
+
+
+def _scrub(text: str) -> str:
+    return redact_identifiers(redact_text(text))
 
 
 def _redact_response(response: dict[str, Any]) -> dict[str, Any]:
@@ -248,7 +491,9 @@ def _redact_response(response: dict[str, Any]) -> dict[str, Any]:
         for name in [k for k in headers if k.lower() in ("content-encoding", "content-length")]:
             del headers[name]
     if isinstance(body, bytes) and body:
-        response["body"]["string"] = redact_text(body.decode("utf-8", errors="replace")).encode("utf-8")
+        response["body"]["string"] = _scrub(body.decode("utf-8", errors="replace")).encode("utf-8")
+    for name, values in headers.items():
+        headers[name] = [_scrub(str(value)) for value in values] if isinstance(values, list) else _scrub(str(values))
     return response
 
 
@@ -270,8 +515,13 @@ def _vcr(**options: Any) -> Any:
 
 @contextmanager
 def replaying(path: Path) -> Iterator[Any]:
-    """Play a cassette back; any request it did not record fails (no network is ever used)."""
-    with _vcr(record_mode="none").use_cassette(str(path), allow_playback_repeats=False) as cassette:
+    """Play a cassette back; any request it did not record fails (no network is ever used).
+
+    Each new request is redacted the way it was when recorded before it is compared, so a
+    prompt that holds secret-shaped text still matches its (redacted) recording.
+    """
+    recorder = _vcr(record_mode="none", before_record_request=lambda request: _redact_request(request, {}))
+    with recorder.use_cassette(str(path), allow_playback_repeats=False) as cassette:
         yield cassette
 
 
@@ -290,4 +540,10 @@ def recording(path: Path, meta: dict[str, Any], *, stand_ins: dict[str, str] | N
     )
     with recorder.use_cassette(str(path)) as cassette:
         cassette.get_metadata("harness", meta)
-        yield cassette
+        try:
+            yield cassette
+        finally:
+            # The caller fills ``meta`` in while recording; whatever it holds is redacted before saving.
+            cleaned = redact_value(meta)
+            meta.clear()
+            meta.update(cleaned)

@@ -3,21 +3,25 @@
 The verdict of the recorded run becomes the cassette's expectation, so replaying it later
 must reproduce the same verdict. The database the run writes to is the caller's: a
 disposable one for cassettes of our own, the user's for a production recording.
+
+Each recorded call is read back from what was recorded (stop reason, usage, SSE events);
+a truncated answer (``max_tokens``, or a stream that ended without its stop events) is
+flagged in the metadata's ``warnings`` and returned, so the recorder sees it at once.
 """
 
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-from harness.cassettes import OFFICIAL_BASE_URLS, recording
+from harness.cassettes import OFFICIAL_BASE_URLS, CallSummary, recording, summarize_response
 from harness.config import Settings
 from harness.runner import FlowRequest, FlowRun, run_flow
 
-__all__ = ["RecordedCassette", "record_cassette"]
+__all__ = ["RecordedCassette", "record_cassette", "recording_warnings"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,24 @@ class RecordedCassette:
 
     path: Path
     run: FlowRun
+    #: What each recorded call says, in order.
+    calls: tuple[CallSummary, ...] = ()
+    #: Truncated or failed recordings, one sentence each (also in ``metadata.harness.warnings``).
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+def recording_warnings(calls: tuple[CallSummary, ...]) -> list[str]:
+    """One sentence per recorded call whose answer is incomplete."""
+    warnings = []
+    for number, call in enumerate(calls, 1):
+        where = f"call {number} ({call.method} {call.path})"
+        if "max_tokens" in call.flags:
+            warnings.append(f"{where} stopped at max_tokens after {call.output_tokens} output tokens: truncated")
+        if "stream-cut" in call.flags:
+            warnings.append(f"{where}: the stream ended without its stop events (no message_stop): truncated")
+        if "stream-error" in call.flags:
+            warnings.append(f"{where}: the stream carried an error event ({call.error_type})")
+    return warnings
 
 
 def _versions() -> dict[str, str]:
@@ -78,12 +100,26 @@ def record_cassette(
         "models": {"generation": settings.models.generation, "embedding": settings.models.embedding},
         "versions": _versions(),
     }
-    with recording(path, meta, stand_ins=stand_ins):
-        run = run_flow(settings, request)
-        meta["expect"] = run.report.verdict
-        meta["calls"] = [
-            {"point": key.removeprefix("llm."), **value}
-            for key, value in run.observations.items()
-            if key.startswith("llm.")
-        ]
-    return RecordedCassette(path, run)
+    try:
+        with recording(path, meta, stand_ins=stand_ins) as cassette:
+            run = run_flow(settings, request)
+            calls = tuple(summarize_response(req.method, req.uri, response) for req, response in cassette.data)
+            warnings = recording_warnings(calls)
+            meta["expect"] = run.report.verdict
+            meta["calls"] = [
+                {"point": key.removeprefix("llm."), **value}
+                for key, value in run.observations.items()
+                if key.startswith("llm.")
+            ]
+            meta["stop_reasons"] = [call.stop_reason for call in calls]
+            meta["usage"] = {
+                "input_tokens": sum(call.input_tokens or 0 for call in calls),
+                "output_tokens": sum(call.output_tokens or 0 for call in calls),
+            }
+            meta["truncated"] = any(call.truncated for call in calls)
+            if warnings:
+                meta["warnings"] = warnings
+    except BaseException:
+        path.unlink(missing_ok=True)  # half a recording with expectation "pending" helps nobody
+        raise
+    return RecordedCassette(path, run, calls, tuple(warnings))

@@ -19,10 +19,12 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
+    "IDENTIFIER_PATTERNS",
     "REDACTED",
     "SECRET_PATTERNS",
     "find_secrets",
     "mask",
+    "redact_identifiers",
     "redact_text",
     "redact_url",
     "redact_value",
@@ -33,11 +35,19 @@ REDACTED = "***"
 
 #: Shapes of secrets, each with the group that holds the secret itself.
 SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("anthropic-key", re.compile(r"(sk-ant-[A-Za-z0-9_\-]{8,})")),
-    ("openai-key", re.compile(r"(sk-(?:proj-|svcacct-)?[A-Za-z0-9_\-]{16,})")),
+    # Not inside a word: "task-management-service" or "desk-booking-system" is not a key.
+    ("anthropic-key", re.compile(r"(?<![A-Za-z0-9])(sk-ant-[A-Za-z0-9_\-]{8,})")),
+    ("openai-key", re.compile(r"(?<![A-Za-z0-9])(sk-(?:proj-|svcacct-)?[A-Za-z0-9_\-]{16,})")),
     ("bearer-token", re.compile(r"(?i)bearer\s+([A-Za-z0-9_\-\.=:+/]{8,})")),
     ("url-password", re.compile(r"[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:([^@\s/]+)@")),
     ("dsn-password", re.compile(r"(?i)\bpassword\s*=\s*'?([^\s']+)")),
+)
+
+#: Identifiers that are not secrets but name an account or a request (kept out of cassettes).
+IDENTIFIER_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("request-id", re.compile(r"(?<![A-Za-z0-9])req_([A-Za-z0-9]{12,})")),
+    ("organization-id", re.compile(r"(?<![A-Za-z0-9])org-([A-Za-z0-9]{12,})")),
+    ("project-id", re.compile(r"(?<![A-Za-z0-9])proj_([A-Za-z0-9]{12,})")),
 )
 
 _known: set[str] = set()
@@ -64,6 +74,13 @@ def redact_text(text: str) -> str:
         if secret in text:
             text = text.replace(secret, REDACTED)
     for _name, pattern in SECRET_PATTERNS:
+        text = pattern.sub(_replace_group_one, text)
+    return text
+
+
+def redact_identifiers(text: str) -> str:
+    """``text`` with request, organization and project ids replaced (their prefix kept: ``req_***``)."""
+    for _name, pattern in IDENTIFIER_PATTERNS:
         text = pattern.sub(_replace_group_one, text)
     return text
 

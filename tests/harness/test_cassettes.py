@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from harness.cassettes import (
     CassetteError,
@@ -16,7 +18,10 @@ from harness.cassettes import (
     discover_cassettes,
     json_body,
     json_body_differences,
+    load_cassette,
     load_meta,
+    scan_cassette,
+    summarize_response,
 )
 
 VALID = """
@@ -124,3 +129,100 @@ def test_response_redaction_decodes_gzip_before_scrubbing() -> None:
     assert cleaned["headers"] == {}
     assert b"abcdefghijklmnop" not in cleaned["body"]["string"]
     assert cleaned["body"]["string"].startswith(b'{"echo"')
+
+
+def _sse(*events: tuple[str, dict]) -> bytes:
+    return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events).encode()
+
+
+_START = ("message_start", {"type": "message_start", "message": {"model": "m", "usage": {"input_tokens": 12}}})
+_DELTA = ("content_block_delta", {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "{"}})
+
+
+def _streamed(body: bytes, status: int = 200) -> dict:
+    return {
+        "status": {"code": status, "message": "OK"},
+        "headers": {"Content-Type": ["text/event-stream; charset=utf-8"]},
+        "body": {"string": body},
+    }
+
+
+def test_stream_without_stop_events_is_flagged_as_cut() -> None:
+    """An SSE body with deltas but no message_delta/message_stop is a truncated recording."""
+    call = summarize_response("post", "https://api.anthropic.com/v1/messages", _streamed(_sse(_START, _DELTA)))
+    assert (call.streamed, call.events, call.stop_reason, call.input_tokens) == (True, 2, None, 12)
+    assert call.flags == ("stream-cut",) and call.truncated and call.outcome == "no stop_reason"
+
+
+def test_stream_stopped_at_max_tokens_is_flagged_with_its_usage() -> None:
+    """message_delta's stop_reason and output usage are read from the stream."""
+    delta = ("message_delta", {"delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 32000}})
+    body = _sse(_START, _DELTA, delta, ("message_stop", {"type": "message_stop"}))
+    call = summarize_response("POST", "https://api.anthropic.com/v1/messages", _streamed(body))
+    assert (call.stop_reason, call.output_tokens, call.flags) == ("max_tokens", 32000, ("max_tokens",))
+
+
+def test_stream_error_event_and_http_errors_are_named() -> None:
+    """An SSE error event and an HTTP error body give their error type, not a truncation."""
+    error = ("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    streamed = summarize_response("POST", "https://x/v1/messages", _streamed(_sse(_START, _DELTA, error)))
+    assert (streamed.error_type, streamed.flags, streamed.truncated) == ("overloaded_error", ("stream-error",), False)
+    failed = summarize_response(
+        "POST",
+        "https://x/v1/messages",
+        {
+            "status": {"code": 401},
+            "headers": {},
+            "body": {"string": '{"type":"error","error":{"type":"authentication_error"}}'},
+        },
+    )
+    assert (failed.status, failed.error_type, failed.flags) == (401, "authentication_error", ("http-401",))
+
+
+def test_scan_names_the_line_of_a_planted_secret_even_inside_gzip(tmp_path: Path) -> None:
+    """A secret in plain text and one hidden in a gzipped !!binary body are both reported with their lines."""
+    hidden = base64.b64encode(gzip.compress(b'{"key": "sk-ant-api03-hiddenhiddenhidden"}')).decode()
+    path = _write(tmp_path, VALID + f"extra:\n  plain: token sk-proj-ABCDEFGHIJKLMNOPQRST\n  blob: !!binary {hidden}\n")
+    hits = scan_cassette(path)
+    lines = path.read_text().splitlines()
+    assert [(hit.kind, hit.line) for hit in hits] == [("openai-key", 7), ("anthropic-key", 8)]
+    assert "plain:" in lines[6] and "blob:" in lines[7]
+    assert str(hits[0]) == f"{path}:7: openai-key"
+
+
+def test_load_cassette_summarizes_every_call(tmp_path: Path) -> None:
+    """load_cassette returns the metadata and one summary per interaction."""
+    interaction = {
+        "request": {"method": "POST", "uri": "https://api.anthropic.com/v1/messages", "body": "{}", "headers": {}},
+        "response": {
+            "status": {"code": 200, "message": "OK"},
+            "headers": {"content-type": ["application/json"]},
+            "body": {
+                "string": json.dumps({"stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 4}})
+            },
+        },
+    }
+    data = {
+        "version": 1,
+        "interactions": [interaction],
+        "metadata": {"harness": {"name": "x", "request": "r", "expect": "pass"}},
+    }
+    path = _write(tmp_path, yaml.safe_dump(data))
+    summary = load_cassette(path)
+    (call,) = summary.calls
+    assert (summary.meta.name, call.path, call.stop_reason, call.input_tokens, call.output_tokens) == (
+        "x",
+        "/v1/messages",
+        "end_turn",
+        3,
+        4,
+    )
+
+
+def test_response_redaction_removes_request_and_organization_ids_from_bodies() -> None:
+    """Ids an error body carries (request_id, an organization named in a message) do not reach the cassette."""
+    body = b'{"error": {"message": "Rate limit reached in organization org-AbCdEfGhIjKlMnOpQr"}, "request_id": "req_011CabcdefGHIJKLmnop"}'
+    cleaned = _redact_response({"headers": {}, "body": {"string": body}})
+    assert (
+        b"AbCdEfGhIjKlMnOpQr" not in cleaned["body"]["string"] and b"abcdefGHIJKLmnop" not in cleaned["body"]["string"]
+    )

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from harness.redaction import find_secrets, mask, redact_text, redact_url, redact_value, register_secret
+from harness.redaction import (
+    find_secrets,
+    mask,
+    redact_identifiers,
+    redact_text,
+    redact_url,
+    redact_value,
+    register_secret,
+)
 
 
 def test_key_shapes_bearer_tokens_and_url_passwords_are_redacted() -> None:
@@ -43,3 +51,19 @@ def test_find_secrets_reports_offsets() -> None:
     text = "ok\nAuthorization: Bearer abcdefghijkl"
     hits = find_secrets(text)
     assert hits and text[hits[0][1] :].startswith("abcdefghijkl")
+
+
+def test_words_that_merely_contain_sk_dash_are_not_keys() -> None:
+    """Hyphenated words such as task-management-service survive; a real key shape is still caught."""
+    text = "the desk-booking-system-for-offices and task-management-service-api modules"
+    assert redact_text(text) == text
+    assert find_secrets(text) == []
+    assert "sk-proj-ABCDEFGHIJKLMNOPQRST" not in redact_text("key=sk-proj-ABCDEFGHIJKLMNOPQRST")
+
+
+def test_request_organization_and_project_ids_are_redacted_with_their_prefix() -> None:
+    """Identifiers that name an account or a request keep their prefix and lose their value."""
+    text = (
+        '{"request_id": "req_011CabcdefGHIJKLmnop"} in organization org-AbCdEfGhIjKlMnOpQrStUv, proj_0123456789abcdef'
+    )
+    assert redact_identifiers(text) == '{"request_id": "req_***"} in organization org-***, proj_***'

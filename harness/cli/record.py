@@ -1,0 +1,161 @@
+"""``harness record``: run the flow live and keep its LLM exchanges as a redacted cassette."""
+
+from __future__ import annotations
+
+import re
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+import click
+
+from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli
+
+#: A cassette name becomes a file name: keep it to what every file system and shell accepts.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: Stages that run before any LLM call: a failure there leaves nothing a replay could reproduce.
+_PREFLIGHT_STAGES = ("env", "db", "auth")
+
+
+@cli.command()
+@click.argument("request")
+@click.option("--name", required=True, help="Cassette name; the file is OUT/NAME.yaml.")
+@click.option("--description", default="", help="What the recording shows (kept in its metadata).")
+@click.option("--user-id", default="harness-record", show_default=True, help="conversation.user_id of the request.")
+@click.option(
+    "--session-id", default="harness-record-session", show_default=True, help="Socket session id of the request."
+)
+@click.option(
+    "--anthropic-base-url",
+    metavar="URL",
+    help="An Anthropic-compatible server instead of api.anthropic.com (wins over ANTHROPIC_BASE_URL).",
+)
+@click.option(
+    "--openai-base-url",
+    metavar="URL",
+    help="An OpenAI-compatible server instead of api.openai.com, ending in /v1 (wins over OPENAI_BASE_URL).",
+)
+@click.option(
+    "--disposable-db",
+    is_flag=True,
+    help="Write to a fresh disposable PostgreSQL instead of DATABASE_URL.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("cassettes"),
+    show_default=True,
+    help="Folder the cassette is written to.",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing cassette of that name.")
+def record(
+    request: str,
+    name: str,
+    description: str,
+    user_id: str,
+    session_id: str,
+    anthropic_base_url: str | None,
+    openai_base_url: str | None,
+    disposable_db: bool,
+    out: Path,
+    force: bool,
+) -> None:
+    """Run REQUEST through the flow live and record every LLM exchange as a cassette.
+
+    The calls go to the real APIs (ANTHROPIC_API_KEY, OPENAI_API_KEY) unless a base URL
+    says otherwise. The flow writes its rows to DATABASE_URL — the database you point it
+    at, so use a scratch one — or, with --disposable-db, to a fresh disposable PostgreSQL.
+    The cassette is redacted before it is written (keys, cookies, organization and request
+    ids, x-stainless-* and user-agent headers, key-shaped text), and the verdict of the run
+    becomes its expectation (metadata.harness.expect, editable). A truncated answer
+    (max_tokens, or a stream cut before its stop events) is flagged as a warning.
+
+    \b
+    Example:
+      harness record "A booking system for a physiotherapy clinic" --name clinic-booking
+      harness record "$(cat request.txt)" --name prod-failure --disposable-db --force
+
+    Exits 0 when the cassette was written (whatever its verdict), 1 when the run failed
+    before any LLM call (nothing worth keeping), 2 on bad usage or an existing cassette.
+    """
+    from harness.config import Settings
+    from harness.record import record_cassette
+    from harness.redaction import redact_text, redact_url
+    from harness.runner import FlowRequest
+
+    if not _NAME.match(name):
+        raise UsageProblem(f"--name {name!r}: use letters, digits, '.', '_' and '-' (it becomes the file name)")
+    path = out / f"{name}.yaml"
+    if path.exists() and not force:
+        raise UsageProblem(f"{path} exists; pass --force to overwrite it")
+    if not request.strip():
+        raise UsageProblem("REQUEST is empty: give the project description the /masterplan command would get")
+
+    # Command-line options win over the environment; the environment over the vendors' defaults.
+    settings = Settings.from_env()
+    overrides: dict[str, object] = {}
+    if anthropic_base_url:
+        overrides["anthropic_base_url"] = anthropic_base_url
+    if openai_base_url:
+        overrides["openai_base_url"] = openai_base_url
+    if not settings.anthropic_api_key:
+        raise UsageProblem("ANTHROPIC_API_KEY is not set: recording calls the Anthropic API with it")
+    if not disposable_db and not settings.database_url:
+        raise UsageProblem(
+            "DATABASE_URL is not set: set it to the (scratch) database the flow writes to, or pass --disposable-db"
+        )
+
+    made_with = "the live APIs"
+    if anthropic_base_url or openai_base_url or settings.anthropic_base_url or settings.openai_base_url:
+        merged = settings.with_overrides(**overrides)
+        made_with = "API-compatible server(s): " + ", ".join(
+            redact_url(url) for url in (merged.anthropic_base_url, merged.openai_base_url) if url
+        )
+
+    with ExitStack() as stack:
+        where = "DATABASE_URL"
+        if disposable_db:
+            from harness.flow.database import migrate
+            from harness.postgres import DatabaseFactory, PostgresUnavailable, start_cluster
+
+            try:
+                cluster = stack.enter_context(start_cluster())
+            except PostgresUnavailable as exc:
+                raise UsageProblem(f"no disposable PostgreSQL could be started: {exc}") from None
+            factory = DatabaseFactory(cluster, prepare_template=migrate)
+            overrides["database_url"] = factory.new_database()
+            stack.callback(factory.drop, overrides["database_url"])
+            where = f"a disposable PostgreSQL ({cluster.info.provider})"
+        click.echo(f"Recording {path} (flow writes to {where}; LLM calls to {made_with}).")
+        try:
+            recorded = record_cassette(
+                path,
+                name=name,
+                description=description,
+                request=FlowRequest(request, user_id, session_id),
+                settings=settings.with_overrides(**overrides),
+                made_with=made_with,
+                force=force,
+            )
+        except FileExistsError as exc:
+            raise UsageProblem(str(exc)) from None
+
+    report = recorded.run.report
+    first = report.first_failure
+    if first is not None and first.stage.value in _PREFLIGHT_STAGES:
+        recorded.path.unlink(missing_ok=True)
+        click.echo(redact_text(f"  {first.id} [{first.stage.value}/{first.point}] {first.message}"))
+        click.echo(redact_text(f"  fix: {first.hint}"))
+        click.echo(f"Nothing recorded: the run failed at {first.stage.value} before any LLM call.")
+        sys.exit(EXIT_FINDINGS)
+
+    for number, call in enumerate(recorded.calls, 1):
+        usage = f"in {call.input_tokens if call.input_tokens is not None else '-'} / out {call.output_tokens or '-'}"
+        kind = f"SSE, {call.events} events" if call.streamed else "JSON"
+        click.echo(f"  {number}. {call.method} {call.path} -> {call.status} ({kind}) {call.outcome}; tokens {usage}")
+    if first is not None:
+        click.echo(redact_text(f"  {first.id} [{first.stage.value}/{first.point}] {first.message}"))
+    for warning in recorded.warnings:
+        click.echo(f"  warning: {warning}")
+    click.echo(f"Wrote {recorded.path}: {len(recorded.calls)} call(s), expect {report.verdict}.")
+    sys.exit(EXIT_OK)

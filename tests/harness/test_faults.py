@@ -1,0 +1,99 @@
+"""Fault injection at the SDKs' HTTP layer: the real SDKs and flow meet each fault, on a real database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from harness.config import Settings
+from harness.faults import LLMFaults
+from harness.recording import content
+from harness.runner import FlowRequest, run_flow
+
+KIND = "online_shop"
+REQUEST = FlowRequest(content.request_for(KIND), "user-1", "sid-1")
+
+
+def _settings(database_url: str) -> Settings:
+    # No base URLs: the SDKs aim at api.anthropic.com / api.openai.com and the faults answer there.
+    return Settings(
+        database_url=database_url,
+        anthropic_api_key="sk-ant-test-faults-0000000000",
+        openai_api_key="sk-proj-test-faults-00000000000",
+    )
+
+
+def _discovery(faults: LLMFaults) -> Callable:
+    return faults.message(content.render_reply(content.discovery_for(KIND)))
+
+
+def _plan() -> str:
+    return content.render_reply(content.masterplan_for(KIND))
+
+
+@pytest.mark.parametrize(
+    ("script", "point", "check_id", "evidence"),
+    [
+        (lambda f: f.on_messages(f.status(529)), "discovery", "LLM007", {"status": 529}),
+        (lambda f: f.on_messages(f.status(429, retry_after=30)), "discovery", "LLM006", {"retry_after": "30"}),
+        (lambda f: f.on_messages(f.timeout()), "discovery", "LLM009", {}),
+        (lambda f: f.on_messages(f.connection_refused()), "discovery", "LLM010", {}),
+        (lambda f: f.on_messages(f.raw(b"<html>502 Bad Gateway</html>", status=502)), "discovery", "LLM008", {}),
+        (
+            lambda f: f.on_messages(_discovery(f), f.stream_error(text=_plan()[:3000])).on_embeddings(f.embeddings()),
+            "masterplan",
+            "LLM015",
+            {"status": 200, "api_error_type": "overloaded_error"},
+        ),
+        (
+            lambda f: f.on_messages(_discovery(f), f.stream_cut(_plan()[:5000])).on_embeddings(f.embeddings()),
+            "masterplan",
+            "LLM002",
+            {"stop_reason": None},
+        ),
+        (
+            lambda f: f.on_messages(_discovery(f), f.message(_plan()[:9000], stop_reason="max_tokens")).on_embeddings(
+                f.embeddings()
+            ),
+            "masterplan",
+            "LLM001",
+            {"stop_reason": "max_tokens"},
+        ),
+    ],
+    ids=["529", "429", "timeout", "refused", "html-502", "sse-error", "sse-cut", "max-tokens"],
+)
+def test_each_injected_fault_is_reported_at_its_stage_and_point(
+    llm_faults: LLMFaults, flow_database_url: str, script, point: str, check_id: str, evidence: dict
+) -> None:
+    """The flow, through the real SDKs, reports the fault at stage llm with its check ID and evidence."""
+    script(llm_faults)
+    run = run_flow(_settings(flow_database_url), REQUEST)
+    first = run.report.first_failure
+    assert first is not None, run.report.verdict
+    assert (first.stage.value, first.point, first.id) == ("llm", point, check_id)
+    for key, value in evidence.items():
+        assert first.evidence.get(key) == value, (key, first.evidence)
+    assert llm_faults.remaining() == {"anthropic": 0, "openai": 0}
+
+
+def test_failing_embeddings_is_a_warning_and_the_plan_is_still_saved(
+    llm_faults: LLMFaults, flow_database_url: str
+) -> None:
+    """Embeddings timing out leaves LLM013 as a warning; the plan is generated without examples and persisted."""
+    llm_faults.on_messages(_discovery(llm_faults), llm_faults.message(_plan())).on_embeddings(llm_faults.timeout())
+    run = run_flow(_settings(flow_database_url), REQUEST)
+    assert run.report.verdict == "pass"
+    warnings = [finding for finding in run.report.findings if finding.id == "LLM013"]
+    assert [(w.stage.value, w.point) for w in warnings] == [("llm", "examples")]
+    assert run.masterplan_id is not None
+    assert [call.api for call in llm_faults.calls] == ["anthropic", "openai", "anthropic"]
+    assert llm_faults.calls[2].body["stream"] is True
+
+
+def test_an_unscripted_call_is_answered_with_a_500_saying_so(llm_faults: LLMFaults, flow_database_url: str) -> None:
+    """A call the test did not script fails visibly (LLM008 naming llm_faults), never reaching the network."""
+    run = run_flow(_settings(flow_database_url), REQUEST)
+    first = run.report.first_failure
+    assert (first.id, first.point) == ("LLM008", "discovery")
+    assert "llm_faults: no anthropic answer left" in first.evidence["error"]
