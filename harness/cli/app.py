@@ -58,12 +58,14 @@ def cli(ctx: click.Context, log_format: str, log_level: str, quiet: bool) -> Non
     """Find which stage of the discovery → masterplan flow breaks, and why.
 
     \b
-    harness diagnose          check a real environment stage by stage; name the first failure
-    harness replay            run recorded LLM answers through the flow on a disposable database
-    harness migrate           create or upgrade the flow's tables in DATABASE_URL
-    harness probes            list every check ID with its title and fix
-    harness explain DB004     print one check
-    harness report            re-render the newest report (md, junit, html, json)
+    harness diagnose              check a real environment stage by stage; name the first failure
+    harness replay                run recorded LLM answers through the flow on a disposable database
+    harness record "..." --name N run the flow live and keep its LLM exchanges as a cassette
+    harness cassettes list|scan   what each cassette holds; fail if a secret is left in one
+    harness migrate               create or upgrade the flow's tables in DATABASE_URL
+    harness probes                list every check ID with its title and fix
+    harness explain DB004         print one check
+    harness report                re-render the newest report (md, junit, html, json)
 
     Exit codes: 0 as expected, 1 findings or unexpected verdicts, 2 bad usage, 3 harness bug.
     Reports go to reports/<UTC timestamp>-<command>/ (reports/latest is the newest).

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli
+from harness.cli.report import reports_dir_option, write_reports
 
 #: A cassette name becomes a file name: keep it to what every file system and shell accepts.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -48,6 +49,7 @@ _PREFLIGHT_STAGES = ("env", "db", "auth")
     help="Folder the cassette is written to.",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing cassette of that name.")
+@reports_dir_option
 def record(
     request: str,
     name: str,
@@ -59,6 +61,7 @@ def record(
     disposable_db: bool,
     out: Path,
     force: bool,
+    reports_dir: Path,
 ) -> None:
     """Run REQUEST through the flow live and record every LLM exchange as a cassette.
 
@@ -78,8 +81,12 @@ def record(
     Exits 0 when the cassette was written (whatever its verdict), 1 when the run failed
     before any LLM call (nothing worth keeping), 2 on bad usage or an existing cassette.
     """
+    import time
+    from datetime import UTC, datetime
+
     from harness.config import Settings
     from harness.record import record_cassette
+    from harness.reports import ReportedRun, RunContext
     from harness.redaction import redact_text, redact_url
     from harness.runner import FlowRequest
 
@@ -127,6 +134,7 @@ def record(
             stack.callback(factory.drop, overrides["database_url"])
             where = f"a disposable PostgreSQL ({cluster.info.provider})"
         click.echo(f"Recording {path} (flow writes to {where}; LLM calls to {made_with}).")
+        started, clock = datetime.now(UTC), time.perf_counter()
         try:
             recorded = record_cassette(
                 path,
@@ -141,6 +149,13 @@ def record(
             raise UsageProblem(str(exc)) from None
 
     report = recorded.run.report
+    folder = write_reports(
+        "record",
+        [ReportedRun(name, recorded.run, time.perf_counter() - clock, source=str(path))],
+        RunContext(started_at=started, target=f"recording {path} ({where}; {made_with})"),
+        reports_dir,
+    )
+    click.echo(f"Reports: {folder}")
     first = report.first_failure
     if first is not None and first.stage.value in _PREFLIGHT_STAGES:
         recorded.path.unlink(missing_ok=True)
