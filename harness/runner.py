@@ -87,7 +87,9 @@ async def _run_command(
         engine = make_engine(settings.database_url or "", timeouts=settings.timeouts)
         session_factory = make_session_factory(engine)
     hooks = ProbeHooks(recorder, settings.database_url or "", timeouts=settings.timeouts)
-    commands = ChatCommands(clients, session_factory, models=settings.models, events=events, hooks=hooks)
+    commands = ChatCommands(
+        clients, session_factory, models=settings.models, events=events, hooks=hooks, retries=settings.retries
+    )
     conversation = Conversation(
         user_id=request.user_id, metadata={"sid": request.session_id} if request.session_id else {}
     )

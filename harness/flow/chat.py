@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from harness.config import Models
+from harness.config import RETRIES, Models, Retries
 from harness.flow.discovery import DiscoveryAgent
 from harness.flow.errors import MissingIdentity
 from harness.flow.events import EventSink, EventType, ProgressEvent
@@ -62,11 +62,16 @@ class ChatCommands:
         models: Models,
         events: EventSink | None = None,
         hooks: FlowHooks | None = None,
+        retries: Retries = RETRIES,
     ) -> None:
         self._hooks = hooks or NoHooks()
         self._events = events
-        self.discovery_agent = DiscoveryAgent(clients, session_factory, models=models, hooks=self._hooks)
-        self.masterplan_generator = MasterPlanGenerator(clients, session_factory, models=models, hooks=self._hooks)
+        self.discovery_agent = DiscoveryAgent(
+            clients, session_factory, models=models, hooks=self._hooks, retries=retries
+        )
+        self.masterplan_generator = MasterPlanGenerator(
+            clients, session_factory, models=models, hooks=self._hooks, retries=retries
+        )
 
     async def execute_masterplan(
         self, conversation: Conversation, request: str, result: MasterplanResult | None = None
