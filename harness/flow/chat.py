@@ -107,8 +107,11 @@ class ChatCommands:
             async def on_progress(chars: int) -> None:
                 progress.append(await self._emit(EventType.MASTERPLAN_PROGRESS, session_id, chars=chars))
 
+            def started(masterplan_id: uuid.UUID) -> None:
+                result.masterplan_id = masterplan_id  # known even if generation fails: the plan to resume
+
             result.masterplan_id = await self.masterplan_generator.generate_masterplan(
-                result.discovery_id, session_id, user_id, on_progress=on_progress
+                result.discovery_id, session_id, user_id, on_progress=on_progress, on_started=started
             )
             for event in progress:
                 yield event

@@ -143,8 +143,13 @@ class MasterPlanGenerator:
         user_id: str,
         *,
         on_progress: ProgressCallback | None = None,
+        on_started: Callable[[uuid.UUID], None] | None = None,
     ) -> uuid.UUID:
-        """Generate, validate and save a masterplan; returns its id. On failure the plan is marked failed."""
+        """Generate, validate and save a masterplan; returns its id. On failure the plan is marked failed.
+
+        ``on_started`` gets the plan's id as soon as its row exists, so a caller knows which plan
+        to resume even when generation fails.
+        """
         hooks = self._hooks
         mode = self._models.generation_mode
         with hooks.step("persist", self.POINT):
@@ -153,6 +158,8 @@ class MasterPlanGenerator:
             masterplan_id = await self._db(
                 self.POINT, lambda: self._start_plan(discovery_row, session_id, user_id, mode)
             )
+        if on_started is not None:
+            on_started(masterplan_id)
         progress = _Progress()
         try:
             examples = await self._retrieve_examples(discovery)
