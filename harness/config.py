@@ -12,9 +12,12 @@ from dataclasses import dataclass, field, replace
 
 __all__ = [
     "DEFAULT_MODELS",
+    "GENERATION_MODES",
+    "RETRIES",
     "TIMEOUTS",
     "EnvFileError",
     "Models",
+    "Retries",
     "Settings",
     "Timeouts",
     "load_env_file",
@@ -61,6 +64,14 @@ class Models:
     discovery_max_tokens: int = 8192
     #: Output-token ceiling of a masterplan call.
     masterplan_max_tokens: int = 32000
+    #: ``"batched"`` (a skeleton, then tasks in batches, saved as they come) or ``"single"`` (one call).
+    generation_mode: str = "batched"
+    #: Most tasks asked for in one batch call (the seed's recommendation: at most 50).
+    batch_max_tasks: int = 50
+    #: Output-token ceiling of the skeleton call (batched mode).
+    skeleton_max_tokens: int = 8192
+    #: Output-token ceiling of one batch call (batched mode).
+    batch_max_tokens: int = 16000
 
 
 DEFAULT_MODELS = Models()
@@ -80,6 +91,8 @@ class Settings:
     timeouts: Timeouts = field(default=TIMEOUTS)
     #: Retries the SDKs make themselves; the harness wants every attempt visible, so 0.
     sdk_max_retries: int = 0
+    #: The flow's own bounded retries of transient LLM and database errors.
+    retries: Retries = field(default_factory=lambda: RETRIES)
 
     #: Environment variable for each setting above.
     ENV_NAMES = {
@@ -161,3 +174,32 @@ def load_env_file(path: str) -> dict[str, str]:
             value = value.split(" #", 1)[0].rstrip()
         values[key] = value
     return values
+
+
+#: How a masterplan can be generated (see :attr:`Models.generation_mode`).
+GENERATION_MODES = ("batched", "single")
+
+
+@dataclass(frozen=True)
+class Retries:
+    """Bounded retries with exponential backoff and jitter: the one place they are configured.
+
+    Attempt ``n`` (from 1) that fails transiently waits ``min(max_delay, base_delay * 2**(n-1))``
+    scaled by a random factor in ``[1 - jitter, 1]`` — or the server's ``retry-after`` when it
+    sends one. A ``retry-after`` longer than ``max_retry_after`` is not waited for: the call
+    fails at once and says so.
+    """
+
+    #: Attempts per call, the first included (1 means no retry).
+    attempts: int = 3
+    #: Wait after the first failed attempt, in seconds.
+    base_delay: float = 0.5
+    #: Longest wait between two attempts, in seconds.
+    max_delay: float = 8.0
+    #: Fraction of each backoff wait that is random (0: none, 1: anywhere from 0 to the full wait).
+    jitter: float = 0.5
+    #: Longest ``retry-after`` the flow is willing to honour, in seconds.
+    max_retry_after: float = 20.0
+
+
+RETRIES = Retries()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,16 +32,27 @@ __all__ = [
     "JSONDecodeFailed",
     "MasterPlan",
     "Milestone",
+    "MilestoneSlot",
     "NoJSONFound",
     "Phase",
     "PlanProblem",
+    "PlanSkeleton",
     "ProblemKind",
+    "SkeletonMilestone",
+    "SkeletonPhase",
     "Task",
+    "TaskBatch",
+    "assemble_plan",
+    "batch_problems",
     "extract_json",
     "iter_tasks",
     "parse_discovery",
     "parse_masterplan",
+    "parse_skeleton",
+    "parse_task_batch",
     "plan_problems",
+    "skeleton_problems",
+    "skeleton_slots",
 ]
 
 #: Estimated output tokens a task must stay within to count as atomic (the seed's 200–800).
@@ -268,6 +279,8 @@ class ProblemKind(str, enum.Enum):
     EMPTY_CONTAINER = "empty_container"
     #: A task's estimated tokens fall outside the atomic range.
     NOT_ATOMIC = "not_atomic"
+    #: A batch of tasks misses task numbers it was asked for, or holds numbers it was not.
+    BATCH_RANGE = "batch_range"
 
 
 #: Problems that make a plan unusable; the rest are warnings.
@@ -278,6 +291,7 @@ BLOCKING_PROBLEMS = frozenset(
         ProblemKind.DANGLING_DEPENDENCY,
         ProblemKind.DEPENDENCY_CYCLE,
         ProblemKind.EMPTY_CONTAINER,
+        ProblemKind.BATCH_RANGE,
     }
 )
 
@@ -404,3 +418,231 @@ def _find_cycle(graph: dict[int, list[int]]) -> list[int] | None:
                 stack.pop()
                 path.pop()
     return None
+
+
+# -- batched generation: a skeleton first, then tasks in batches --------------------------------
+
+
+class SkeletonMilestone(_Open):
+    """A milestone of a plan skeleton: what it covers and how many tasks it will get."""
+
+    milestone_number: int | None = None
+    name: str = Field(min_length=1)
+    description: str = ""
+    task_count: int = Field(ge=1)
+    scope: str = ""
+
+
+class SkeletonPhase(_Open):
+    """A phase of a plan skeleton."""
+
+    phase_number: int | None = None
+    name: str = Field(min_length=1)
+    description: str = ""
+    milestones: list[SkeletonMilestone]
+
+
+class PlanSkeleton(_Open):
+    """A masterplan without its tasks: plan fields, phases and milestones with their task counts."""
+
+    project_name: str = Field(min_length=1)
+    description: str = ""
+    tech_stack: dict[str, Any] = Field(default_factory=dict)
+    architecture_style: str | None = None
+    total_tasks: int = Field(ge=0)
+    estimated_cost_usd: float | None = None
+    estimated_duration_minutes: int | None = None
+    phases: list[SkeletonPhase]
+
+
+class TaskBatch(_Open):
+    """One batch of tasks, numbered continuously after the batches before it."""
+
+    tasks: list[Task]
+
+
+@dataclass(frozen=True)
+class MilestoneSlot:
+    """The task numbers ``first``..``last`` a milestone of a skeleton owns (indexes are 0-based)."""
+
+    phase_index: int
+    milestone_index: int
+    first: int
+    last: int
+
+
+def parse_skeleton(text: str) -> PlanSkeleton:
+    """Extract and validate a plan skeleton from an LLM answer."""
+    data = extract_json(text)
+    try:
+        return PlanSkeleton.model_validate(data)
+    except ValidationError as exc:
+        raise _violation("skeleton", exc) from None
+
+
+def parse_task_batch(text: str) -> TaskBatch:
+    """Extract and validate a batch of tasks from an LLM answer (``{"tasks": [...]}`` or a bare list)."""
+    data = extract_json(text)
+    if isinstance(data, list):
+        data = {"tasks": data}
+    try:
+        return TaskBatch.model_validate(data)
+    except ValidationError as exc:
+        raise _violation("task batch", exc) from None
+
+
+def skeleton_slots(skeleton: PlanSkeleton) -> list[MilestoneSlot]:
+    """Each milestone's range of task numbers: numbering is continuous from 1, in plan order."""
+    slots = []
+    next_number = 1
+    for phase_index, phase in enumerate(skeleton.phases):
+        for milestone_index, milestone in enumerate(phase.milestones):
+            last = next_number + milestone.task_count - 1
+            slots.append(MilestoneSlot(phase_index, milestone_index, next_number, last))
+            next_number = last + 1
+    return slots
+
+
+def skeleton_problems(skeleton: PlanSkeleton) -> list[PlanProblem]:
+    """What is wrong with a skeleton: a total that disagrees with the milestones' counts, empty phases."""
+    problems = []
+    counted = sum(m.task_count for phase in skeleton.phases for m in phase.milestones)
+    if skeleton.total_tasks != counted:
+        problems.append(
+            PlanProblem(
+                ProblemKind.TOTAL_MISMATCH,
+                f"the skeleton declares {skeleton.total_tasks} tasks but its milestones add up to {counted}",
+                {"declared": skeleton.total_tasks, "counted": counted},
+            )
+        )
+    empty = [f"phase {phase.name!r}" for phase in skeleton.phases if not phase.milestones]
+    if not skeleton.phases:
+        empty.insert(0, "the skeleton (no phases)")
+    if empty:
+        problems.append(
+            PlanProblem(
+                ProblemKind.EMPTY_CONTAINER, f"{len(empty)} empty container(s): {empty[0]}", {"empty": empty[:20]}
+            )
+        )
+    return problems
+
+
+def assemble_plan(skeleton: PlanSkeleton, tasks: Iterable[Task]) -> MasterPlan:
+    """The whole plan: the skeleton's phases and milestones with each task in the milestone owning its number.
+
+    A task whose number no milestone owns goes to the last milestone, so it is counted
+    (and reported by :func:`plan_problems`), never dropped.
+    """
+    slots = skeleton_slots(skeleton)
+    buckets: dict[tuple[int, int], list[Task]] = {(s.phase_index, s.milestone_index): [] for s in slots}
+    for task in sorted(tasks, key=lambda t: t.task_number):
+        slot = next((s for s in slots if s.first <= task.task_number <= s.last), slots[-1] if slots else None)
+        if slot is not None:
+            buckets[(slot.phase_index, slot.milestone_index)].append(task)
+    phases = []
+    for phase_index, phase in enumerate(skeleton.phases):
+        milestones = [
+            Milestone(
+                milestone_number=milestone.milestone_number,
+                name=milestone.name,
+                description=milestone.description,
+                tasks=buckets.get((phase_index, milestone_index), []),
+            )
+            for milestone_index, milestone in enumerate(phase.milestones)
+        ]
+        phases.append(
+            Phase(
+                phase_number=phase.phase_number, name=phase.name, description=phase.description, milestones=milestones
+            )
+        )
+    return MasterPlan(
+        project_name=skeleton.project_name,
+        description=skeleton.description,
+        tech_stack=dict(skeleton.tech_stack),
+        architecture_style=skeleton.architecture_style,
+        total_tasks=skeleton.total_tasks,
+        estimated_cost_usd=skeleton.estimated_cost_usd,
+        estimated_duration_minutes=skeleton.estimated_duration_minutes,
+        phases=phases,
+    )
+
+
+def batch_problems(
+    earlier: Sequence[Task],
+    batch: Sequence[Task],
+    *,
+    first: int,
+    last: int | None = None,
+    total: int | None = None,
+    token_range: tuple[int, int] = ATOMIC_TOKEN_RANGE,
+) -> list[PlanProblem]:
+    """What is wrong with one batch, judged together with the batches committed before it.
+
+    The batch must hold exactly the task numbers ``first``..``last`` (when ``last`` is not
+    given: as many as it lists, never past ``total``); numbers must not repeat earlier
+    ones; every dependency must name a task of this or an earlier batch; no cycle.
+    """
+    problems: list[PlanProblem] = []
+    numbers = [task.task_number for task in batch]
+    if last is None:
+        last = first + len(batch) - 1
+        if total is not None:
+            last = min(last, total)
+    wanted = set(range(first, last + 1))
+    missing = sorted(wanted - set(numbers))
+    unexpected = sorted(set(numbers) - wanted)
+    if missing or unexpected:
+        problems.append(
+            PlanProblem(
+                ProblemKind.BATCH_RANGE,
+                f"the batch for tasks {first}-{last} misses {len(missing)} and adds {len(unexpected)} task number(s)",
+                {"first": first, "last": last, "missing": missing[:20], "unexpected": unexpected[:20]},
+            )
+        )
+    earlier_numbers = {task.task_number for task in earlier}
+    counts: dict[int, int] = {}
+    for number in numbers:
+        counts[number] = counts.get(number, 0) + 1
+    duplicates = sorted(n for n, count in counts.items() if count > 1 or n in earlier_numbers)
+    if duplicates:
+        problems.append(
+            PlanProblem(
+                ProblemKind.DUPLICATE_TASK_NUMBER,
+                f"{len(duplicates)} task number(s) are used more than once",
+                {"task_numbers": duplicates[:20]},
+            )
+        )
+    known = earlier_numbers | set(numbers)
+    dangling = [{"task": t.task_number, "depends_on": d} for t in batch for d in t.depends_on if d not in known]
+    if dangling:
+        problems.append(
+            PlanProblem(
+                ProblemKind.DANGLING_DEPENDENCY,
+                f"{len(dangling)} dependency(ies) point to tasks that do not exist in this or an earlier batch",
+                {"dependencies": dangling[:20]},
+            )
+        )
+    graph = {t.task_number: [d for d in t.depends_on if d in known] for t in [*earlier, *batch]}
+    cycle = _find_cycle(graph)
+    if cycle:
+        path = " -> ".join(str(number) for number in cycle)
+        problems.append(
+            PlanProblem(
+                ProblemKind.DEPENDENCY_CYCLE, f"tasks depend on each other in a cycle: {path}", {"cycle": cycle}
+            )
+        )
+    low, high = token_range
+    outliers = [
+        {"task": t.task_number, "estimated_tokens": t.estimated_tokens}
+        for t in batch
+        if t.estimated_tokens is not None and not low <= t.estimated_tokens <= high
+    ]
+    if outliers:
+        problems.append(
+            PlanProblem(
+                ProblemKind.NOT_ATOMIC,
+                f"{len(outliers)} of {len(batch)} tasks fall outside {low}-{high} estimated tokens",
+                {"outliers": outliers[:20], "range": [low, high]},
+            )
+        )
+    return problems

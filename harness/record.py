@@ -21,7 +21,16 @@ from harness.cassettes import OFFICIAL_BASE_URLS, CallSummary, recording, summar
 from harness.config import Settings
 from harness.runner import FlowRequest, FlowRun, run_flow
 
-__all__ = ["RecordedCassette", "record_cassette", "recording_warnings"]
+__all__ = ["REPLAYED_MODEL_FIELDS", "RecordedCassette", "record_cassette", "recording_warnings"]
+
+#: Model settings that shape request bodies, kept in the cassette so replay sends the same requests.
+REPLAYED_MODEL_FIELDS = (
+    "discovery_max_tokens",
+    "masterplan_max_tokens",
+    "skeleton_max_tokens",
+    "batch_max_tokens",
+    "batch_max_tasks",
+)
 
 
 @dataclass(frozen=True)
@@ -97,7 +106,9 @@ def record_cassette(
         "expect": "pending",
         "recorded_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "made_with": made_with,
+        "generation_mode": settings.models.generation_mode,
         "models": {"generation": settings.models.generation, "embedding": settings.models.embedding},
+        "max_tokens": {name: getattr(settings.models, name) for name in REPLAYED_MODEL_FIELDS},
         "versions": _versions(),
     }
     try:
@@ -106,6 +117,7 @@ def record_cassette(
             calls = tuple(summarize_response(req.method, req.uri, response) for req, response in cassette.data)
             warnings = recording_warnings(calls)
             meta["expect"] = run.report.verdict
+            meta["attempts"] = run.observations.get("attempts", [])
             meta["calls"] = [
                 {"point": key.removeprefix("llm."), **value}
                 for key, value in run.observations.items()

@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from harness.cassettes import CassetteMeta, replaying
-from harness.config import Settings
+from harness.cassettes import CassetteError, CassetteMeta, replaying
+from harness.config import GENERATION_MODES, Models, Settings
+from harness.record import REPLAYED_MODEL_FIELDS
 from harness.runner import FlowRequest, FlowRun, run_flow
 
-__all__ = ["REPLAY_ANTHROPIC_KEY", "REPLAY_OPENAI_KEY", "ReplayResult", "replay_all", "replay_cassette"]
+__all__ = [
+    "REPLAY_ANTHROPIC_KEY",
+    "REPLAY_OPENAI_KEY",
+    "ReplayResult",
+    "recorded_models",
+    "replay_all",
+    "replay_cassette",
+]
 
 #: Keys the SDKs are given during replay: they never reach an API and are redacted like real ones.
 REPLAY_ANTHROPIC_KEY = "sk-ant-replay-0000000000000000"
@@ -47,6 +55,7 @@ def replay_cassette(
     """Run one cassette's request through the flow against ``database_url``; ``events`` is its event sink."""
     base = settings or Settings()
     replay_settings = base.with_overrides(
+        models=recorded_models(meta, base.models),
         database_url=database_url,
         anthropic_api_key=REPLAY_ANTHROPIC_KEY,
         openai_api_key=REPLAY_OPENAI_KEY,
@@ -57,6 +66,18 @@ def replay_cassette(
     with replaying(meta.path):
         run = run_flow(replay_settings, FlowRequest(meta.request, meta.user_id, meta.session_id), events=events)
     return ReplayResult(meta, run, time.perf_counter() - started)
+
+
+def recorded_models(meta: CassetteMeta, models: Models) -> Models:
+    """``models`` with the generation mode and request-shaping limits the cassette was recorded with."""
+    mode = meta.extra.get("generation_mode", models.generation_mode)
+    if mode not in GENERATION_MODES:
+        raise CassetteError(
+            meta.path, f"unknown generation_mode {mode!r}; expected one of {', '.join(GENERATION_MODES)}"
+        )
+    limits = meta.extra.get("max_tokens") or {}
+    known = {name: int(limits[name]) for name in REPLAYED_MODEL_FIELDS if isinstance(limits.get(name), int)}
+    return replace(models, generation_mode=mode, **known)
 
 
 def replay_all(

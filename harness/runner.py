@@ -222,7 +222,9 @@ async def _run_command(
         session_factory = make_session_factory(engine)
     commits = _count_commits(session_factory)
     hooks = ProbeHooks(recorder, settings.database_url or "", timeouts=settings.timeouts)
-    commands = ChatCommands(clients, session_factory, models=settings.models, events=events, hooks=hooks)
+    commands = ChatCommands(
+        clients, session_factory, models=settings.models, events=events, hooks=hooks, retries=settings.retries
+    )
     conversation = Conversation(
         user_id=request.user_id, metadata={"sid": request.session_id} if request.session_id else {}
     )

@@ -10,20 +10,42 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.contract import (
+    ATOMIC_TOKEN_RANGE,
     ContractViolation,
     Discovery,
     JSONDecodeFailed,
     MasterPlan,
     NoJSONFound,
     PlanProblem,
+    PlanSkeleton,
     ProblemKind,
+    Task,
+    batch_problems,
+    iter_tasks,
     parse_discovery,
     parse_masterplan,
+    parse_skeleton,
+    parse_task_batch,
     plan_problems,
+    skeleton_problems,
 )
 from probes.core import Check, Finding, Level, Stage
 
-__all__ = ["CHECKS", "DOCUMENT_CHECKS", "PLAN_CHECKS", "check_discovery_text", "check_masterplan_text", "classify"]
+__all__ = [
+    "BATCH_CHECKS",
+    "CHECKS",
+    "DOCUMENT_CHECKS",
+    "PLAN_CHECKS",
+    "SKELETON_CHECKS",
+    "atomicity",
+    "check_batch_text",
+    "check_discovery_text",
+    "check_masterplan_text",
+    "check_skeleton_text",
+    "classify",
+    "plan_atomicity",
+    "plan_findings",
+]
 
 PARSE001 = Check(
     "PARSE001",
@@ -90,6 +112,14 @@ PARSE009 = Check(
     "tasks are atomic (200-800 tokens)",
     "Tasks outside the atomic range are too big to execute in one step or too small to be worth one: split or merge.",
 )
+PARSE010 = Check(
+    "PARSE010",
+    Stage.PARSE,
+    Level.ERROR,
+    "batch holds exactly the tasks asked for",
+    "A batch skipped or invented task numbers: numbering must continue right after the previous batch; "
+    "ask for the batch again with its task range stated.",
+)
 PARSE900 = Check(
     "PARSE900",
     Stage.PARSE,
@@ -100,7 +130,11 @@ PARSE900 = Check(
 
 DOCUMENT_CHECKS = (PARSE001, PARSE002, PARSE003)
 PLAN_CHECKS = (PARSE004, PARSE005, PARSE006, PARSE007, PARSE008, PARSE009)
-CHECKS = DOCUMENT_CHECKS + PLAN_CHECKS + (PARSE900,)
+#: Checks of a plan skeleton (batched generation).
+SKELETON_CHECKS = (PARSE004, PARSE008)
+#: Checks of one batch of tasks, judged with the batches before it.
+BATCH_CHECKS = (PARSE010, PARSE005, PARSE006, PARSE007, PARSE009)
+CHECKS = DOCUMENT_CHECKS + PLAN_CHECKS + (PARSE010, PARSE900)
 
 _PROBLEM_CHECKS = {
     ProblemKind.TOTAL_MISMATCH: PARSE004,
@@ -109,6 +143,7 @@ _PROBLEM_CHECKS = {
     ProblemKind.DEPENDENCY_CYCLE: PARSE007,
     ProblemKind.EMPTY_CONTAINER: PARSE008,
     ProblemKind.NOT_ATOMIC: PARSE009,
+    ProblemKind.BATCH_RANGE: PARSE010,
 }
 
 
@@ -152,6 +187,65 @@ def check_masterplan_text(text: str, point: str = "masterplan") -> tuple[list[Fi
     except (NoJSONFound, JSONDecodeFailed, ContractViolation) as exc:
         return [_contract_finding(exc, point)], None
     return plan_findings(plan_problems(plan), point), plan
+
+
+def check_skeleton_text(text: str, point: str) -> tuple[list[Finding], PlanSkeleton | None]:
+    """Extract and validate a plan skeleton: its total agrees with its milestones, no phase is empty."""
+    try:
+        skeleton = parse_skeleton(text)
+    except (NoJSONFound, JSONDecodeFailed, ContractViolation) as exc:
+        return [_contract_finding(exc, point)], None
+    return plan_findings(skeleton_problems(skeleton), point), skeleton
+
+
+def check_batch_text(
+    text: str, point: str, earlier: Sequence[Task], total: int | None
+) -> tuple[list[Finding], list[Task] | None]:
+    """Extract and validate one batch of tasks, judged with the tasks of the batches before it.
+
+    Numbering must continue right after the highest earlier task number.
+    """
+    try:
+        batch = parse_task_batch(text)
+    except (NoJSONFound, JSONDecodeFailed, ContractViolation) as exc:
+        return [_contract_finding(exc, point)], None
+    first = max((task.task_number for task in earlier), default=0) + 1
+    problems = batch_problems(earlier, batch.tasks, first=first, total=total)
+    return plan_findings(problems, point), list(batch.tasks)
+
+
+def atomicity(tasks: Sequence[Task], token_range: tuple[int, int] = ATOMIC_TOKEN_RANGE) -> dict[str, Any]:
+    """The distribution of estimated tokens per task against the atomic range: quartiles, counts, outliers."""
+    low, high = token_range
+    sizes = sorted(task.estimated_tokens for task in tasks if task.estimated_tokens is not None)
+    outliers = [
+        {"task": task.task_number, "estimated_tokens": task.estimated_tokens}
+        for task in tasks
+        if task.estimated_tokens is not None and not low <= task.estimated_tokens <= high
+    ]
+
+    def quantile(q: float) -> int | None:
+        return sizes[min(len(sizes) - 1, int(q * len(sizes)))] if sizes else None
+
+    return {
+        "range": [low, high],
+        "tasks": len(tasks),
+        "estimated": len(sizes),
+        "within": len(sizes) - len(outliers),
+        "below": sum(1 for size in sizes if size < low),
+        "above": sum(1 for size in sizes if size > high),
+        "min": sizes[0] if sizes else None,
+        "p25": quantile(0.25),
+        "median": quantile(0.5),
+        "p75": quantile(0.75),
+        "max": sizes[-1] if sizes else None,
+        "outliers": outliers[:20],
+    }
+
+
+def plan_atomicity(plan: MasterPlan) -> dict[str, Any]:
+    """:func:`atomicity` of every task of a plan."""
+    return atomicity([task for _, _, task in iter_tasks(plan)])
 
 
 def plan_findings(problems: Sequence[PlanProblem], point: str) -> list[Finding]:

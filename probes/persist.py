@@ -13,19 +13,23 @@ from collections import Counter
 from typing import Any
 
 from harness.config import TIMEOUTS, Timeouts
-from harness.contract import Discovery, MasterPlan, iter_tasks
+from harness.contract import Discovery, MasterPlan, PlanSkeleton, Task, iter_tasks
 from harness.redaction import redact_url
 from probes.core import Check, Finding, Level, Stage
 from probes.db import probe_engine
 from probes.dberrors import DBErrorKind, describe_db_error
 
 __all__ = [
+    "BATCH_CHECKS",
     "CHECKS",
     "DISCOVERY_CHECKS",
     "PLAN_CHECKS",
+    "SKELETON_CHECKS",
+    "check_batch_rows",
     "check_detached",
     "check_discovery_row",
     "check_masterplan_rows",
+    "check_skeleton_rows",
     "classify",
 ]
 
@@ -95,6 +99,14 @@ PERSIST009 = Check(
     "A unit of work committed more than once (the seed's double commit: db.commit() inside a context manager that "
     "commits again): remove the inner commit so a failure cannot leave half a unit saved.",
 )
+PERSIST010 = Check(
+    "PERSIST010",
+    Stage.PERSIST,
+    Level.ERROR,
+    "unfinished plan not marked complete",
+    "A plan whose batches are still arriving must stay 'generating': switch it to 'draft' only after the last "
+    "batch is saved and the whole plan validated.",
+)
 PERSIST900 = Check(
     "PERSIST900",
     Stage.PERSIST,
@@ -105,6 +117,9 @@ PERSIST900 = Check(
 
 DISCOVERY_CHECKS = (PERSIST001, PERSIST002)
 PLAN_CHECKS = (PERSIST001, PERSIST002, PERSIST007, PERSIST003, PERSIST004)
+#: Checks of a skeleton save and of one batch save (batched generation).
+SKELETON_CHECKS = (PERSIST001, PERSIST002, PERSIST010, PERSIST003)
+BATCH_CHECKS = (PERSIST001, PERSIST002, PERSIST010, PERSIST004)
 CHECKS = (
     PERSIST001,
     PERSIST002,
@@ -115,6 +130,7 @@ CHECKS = (
     PERSIST007,
     PERSIST008,
     PERSIST009,
+    PERSIST010,
     PERSIST900,
 )
 
@@ -271,6 +287,140 @@ def check_masterplan_rows(
                 f"The saved dependency graph has {len(missing)} missing and {len(extra)} extra edge(s).",
                 point=point,
                 missing=[list(edge) for edge in missing[:20]],
+                extra=[list(edge) for edge in extra[:20]],
+            )
+        )
+    return findings
+
+
+def _still_generating(plan: dict[str, Any], point: str) -> list[Finding]:
+    status = str(plan.get("status"))
+    if status == "generating":
+        return []
+    return [
+        PERSIST010.finding(
+            f"The plan is in status {status!r} while its batches are still arriving; it must stay 'generating'.",
+            point=point,
+            status=status,
+        )
+    ]
+
+
+def check_skeleton_rows(
+    database_url: str, key: uuid.UUID, expected: PlanSkeleton, point: str, timeouts: Timeouts = TIMEOUTS
+) -> list[Finding]:
+    """The skeleton's plan row, phases and milestones are there for a new connection; the plan is not complete."""
+    plans = _readback(database_url, timeouts, "SELECT * FROM masterplans WHERE masterplan_id = :key", key=key)
+    if not plans:
+        return [_not_visible("masterplans", key, database_url, point)]
+    plan = plans[0]
+    findings: list[Finding] = []
+    wanted = {
+        "project_name": expected.project_name,
+        "architecture_style": expected.architecture_style,
+        "tech_stack": expected.tech_stack,
+        "total_tasks": expected.total_tasks,
+        "total_phases": len(expected.phases),
+        "total_milestones": sum(len(phase.milestones) for phase in expected.phases),
+    }
+    differing = sorted(name for name, value in wanted.items() if plan.get(name) != value)
+    if differing:
+        findings.append(
+            PERSIST002.finding(
+                f"The saved plan differs from the generated skeleton in {', '.join(differing)}.",
+                point=point,
+                fields=differing,
+            )
+        )
+    findings += _still_generating(plan, point)
+    counts = _readback(
+        database_url,
+        timeouts,
+        """
+        SELECT
+          (SELECT count(*) FROM masterplan_phases WHERE masterplan_id = :key) AS phases,
+          (SELECT count(*) FROM masterplan_milestones m JOIN masterplan_phases p USING (phase_id)
+             WHERE p.masterplan_id = :key) AS milestones
+        """,
+        key=key,
+    )[0]
+    expected_counts = {"phases": wanted["total_phases"], "milestones": wanted["total_milestones"]}
+    if counts != expected_counts:
+        findings.append(
+            PERSIST003.finding(
+                f"Saved phases and milestones {counts} differ from the skeleton's {expected_counts}.",
+                point=point,
+                saved=counts,
+                generated=expected_counts,
+            )
+        )
+    return findings
+
+
+def check_batch_rows(
+    database_url: str, key: uuid.UUID, expected: list[Task], point: str, timeouts: Timeouts = TIMEOUTS
+) -> list[Finding]:
+    """One batch's tasks and their dependencies are there for a new connection; the plan is not complete yet.
+
+    (The whole plan is judged again when its last batch is in: see :func:`check_masterplan_rows`.)
+    """
+    plans = _readback(database_url, timeouts, "SELECT status FROM masterplans WHERE masterplan_id = :key", key=key)
+    if not plans:
+        return [_not_visible("masterplans", key, database_url, point)]
+    numbers = [task.task_number for task in expected]
+    rows = _readback(
+        database_url,
+        timeouts,
+        "SELECT task_number, title FROM masterplan_tasks WHERE masterplan_id = :key AND task_number = ANY(:numbers)",
+        key=key,
+        numbers=numbers,
+    )
+    saved = {row["task_number"]: row["title"] for row in rows}
+    missing = sorted(set(numbers) - set(saved))
+    if missing:
+        return [
+            PERSIST001.finding(
+                f"{len(missing)} task(s) of the {point} batch are not visible through a new connection.",
+                point=point,
+                table="masterplan_tasks",
+                missing=missing[:20],
+                target=redact_url(database_url),
+            )
+        ]
+    findings: list[Finding] = []
+    differing = sorted(task.task_number for task in expected if saved[task.task_number] != task.title)
+    if differing:
+        findings.append(
+            PERSIST002.finding(
+                f"{len(differing)} saved task(s) differ in title from the generated batch.",
+                point=point,
+                tasks=differing[:20],
+            )
+        )
+    findings += _still_generating(plans[0], point)
+    edges = _readback(
+        database_url,
+        timeouts,
+        """
+        SELECT t.task_number AS task, d.task_number AS depends_on
+        FROM masterplan_task_dependencies x
+        JOIN masterplan_tasks t ON t.task_id = x.task_id
+        JOIN masterplan_tasks d ON d.task_id = x.depends_on_task_id
+        WHERE t.masterplan_id = :key AND t.task_number = ANY(:numbers)
+        """,
+        key=key,
+        numbers=numbers,
+    )
+    saved_edges = Counter((edge["task"], edge["depends_on"]) for edge in edges)
+    generated_edges = Counter((task.task_number, dep) for task in expected for dep in set(task.depends_on))
+    if saved_edges != generated_edges:
+        missing_edges = sorted((generated_edges - saved_edges).elements())
+        extra = sorted((saved_edges - generated_edges).elements())
+        findings.append(
+            PERSIST004.finding(
+                f"The batch's saved dependencies have {len(missing_edges)} missing and {len(extra)} extra edge(s).",
+                point=point,
+                missing=[list(edge) for edge in missing_edges[:20]],
                 extra=[list(edge) for edge in extra[:20]],
             )
         )

@@ -86,8 +86,8 @@ def record(
 
     from harness.config import Settings
     from harness.record import record_cassette
-    from harness.reports import ReportedRun, RunContext
     from harness.redaction import redact_text, redact_url
+    from harness.reports import ReportedRun, RunContext
     from harness.runner import FlowRequest
 
     if not _NAME.match(name):

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from harness.config import Models
+from harness.config import RETRIES, Models, Retries
 from harness.flow.discovery import DiscoveryAgent
 from harness.flow.errors import MissingIdentity
 from harness.flow.events import EventSink, EventType, ProgressEvent
@@ -62,11 +62,16 @@ class ChatCommands:
         models: Models,
         events: EventSink | None = None,
         hooks: FlowHooks | None = None,
+        retries: Retries = RETRIES,
     ) -> None:
         self._hooks = hooks or NoHooks()
         self._events = events
-        self.discovery_agent = DiscoveryAgent(clients, session_factory, models=models, hooks=self._hooks)
-        self.masterplan_generator = MasterPlanGenerator(clients, session_factory, models=models, hooks=self._hooks)
+        self.discovery_agent = DiscoveryAgent(
+            clients, session_factory, models=models, hooks=self._hooks, retries=retries
+        )
+        self.masterplan_generator = MasterPlanGenerator(
+            clients, session_factory, models=models, hooks=self._hooks, retries=retries
+        )
 
     async def execute_masterplan(
         self, conversation: Conversation, request: str, result: MasterplanResult | None = None
@@ -102,8 +107,11 @@ class ChatCommands:
             async def on_progress(chars: int) -> None:
                 progress.append(await self._emit(EventType.MASTERPLAN_PROGRESS, session_id, chars=chars))
 
+            def started(masterplan_id: uuid.UUID) -> None:
+                result.masterplan_id = masterplan_id  # known even if generation fails: the plan to resume
+
             result.masterplan_id = await self.masterplan_generator.generate_masterplan(
-                result.discovery_id, session_id, user_id, on_progress=on_progress
+                result.discovery_id, session_id, user_id, on_progress=on_progress, on_started=started
             )
             for event in progress:
                 yield event

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from harness.config import Models
+from harness.config import RETRIES, Models, Retries
 from harness.contract import Discovery, parse_discovery
 from harness.flow.database import session_scope
 from harness.flow.errors import LLMTruncated
@@ -16,6 +19,7 @@ from harness.flow.hooks import FlowHooks, LLMAnswer, NoHooks
 from harness.flow.llm import LLMClients, create_message
 from harness.flow.models import DiscoveryDocument
 from harness.flow.prompts import DISCOVERY_SYSTEM, discovery_prompt
+from harness.flow.retry import retry_async
 
 __all__ = ["DiscoveryAgent", "ensure_complete"]
 
@@ -38,22 +42,33 @@ class DiscoveryAgent:
         *,
         models: Models,
         hooks: FlowHooks | None = None,
+        retries: Retries = RETRIES,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self._clients = clients
         self._sessions = session_factory
         self._models = models
         self._hooks = hooks or NoHooks()
+        self._retries = retries
+        self._sleep = sleep
 
     async def conduct_discovery(self, user_request: str, session_id: str, user_id: str) -> uuid.UUID:
         """Generate, parse and save a discovery; returns its id."""
         hooks = self._hooks
         with hooks.step("llm", self.POINT):
-            answer = await create_message(
-                self._clients,
-                model=self._models.generation,
-                system=DISCOVERY_SYSTEM,
-                prompt=discovery_prompt(user_request),
-                max_tokens=self._models.discovery_max_tokens,
+            answer = await retry_async(
+                lambda: create_message(
+                    self._clients,
+                    model=self._models.generation,
+                    system=DISCOVERY_SYSTEM,
+                    prompt=discovery_prompt(user_request),
+                    max_tokens=self._models.discovery_max_tokens,
+                ),
+                point=self.POINT,
+                stage="llm",
+                policy=self._retries,
+                observe=lambda attempt: hooks.attempted(self.POINT, attempt),
+                sleep=self._sleep,
             )
         hooks.llm_answered(self.POINT, answer)
         with hooks.step("llm", self.POINT):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = ["FlowHooks", "LLMAnswer", "NoHooks"]
 
@@ -54,6 +54,9 @@ class FlowHooks(Protocol):
     def progress_unobserved(self, point: str) -> None:
         """Progress events at ``point`` have nobody to go to."""
 
+    def attempted(self, point: str, attempt: Any) -> None:
+        """One attempt of a retried call at ``point`` ended (a :class:`harness.flow.retry.Attempt`)."""
+
 
 class NoHooks:
     """Hooks that watch nothing: what production runs with."""
@@ -71,4 +74,7 @@ class NoHooks:
         return None
 
     def progress_unobserved(self, point: str) -> None:
+        return None
+
+    def attempted(self, point: str, attempt: Any) -> None:
         return None

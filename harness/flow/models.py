@@ -148,6 +148,15 @@ class MasterPlan(Base):
     generation_cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(10, 6))
     estimated_cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
     estimated_duration_minutes: Mapped[int | None] = mapped_column(Integer)
+    #: ``"batched"`` or ``"single"``: how the plan was generated.
+    generation_mode: Mapped[str | None] = mapped_column(String(20))
+    #: The skeleton (phases, milestones, task counts) a batched plan is filled from; kept for resuming.
+    skeleton: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    #: Batches the plan is generated in, and how many of them are committed.
+    batches_total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    batches_committed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: The batch whose generation failed (status ``failed``); ``None`` otherwise.
+    failed_batch: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 
@@ -244,6 +253,8 @@ class MasterPlanTask(Base):
     target_files: Mapped[list[str]] = mapped_column(JSONB, default=list)
     estimated_tokens: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default="pending")
+    #: The batch that generated the task (batched mode); ``None`` for a single-call plan.
+    batch_number: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _created_at()
 
     masterplan: Mapped[MasterPlan] = relationship(back_populates="tasks")

@@ -12,11 +12,16 @@ Run ``python -m harness.recording.scenarios [--force] [NAME ...]`` to (re)make t
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.config import DEFAULT_MODELS, Models
+from harness.config import RETRIES as DEFAULT_RETRIES
+from harness.contract import PlanSkeleton
+from harness.flow.batching import plan_batches
 from harness.recording import content
 from harness.recording.wire_server import (
     EmbeddingReply,
@@ -27,10 +32,15 @@ from harness.recording.wire_server import (
     WireServer,
 )
 
-__all__ = ["SCENARIOS", "Scenario", "make_cassettes"]
+__all__ = ["SCENARIOS", "Scenario", "batch_texts", "capped", "make_cassettes", "skeleton_of"]
 
-#: What a recorded masterplan's token ceiling looks like in the truncated scenarios.
-TRUNCATED_OUTPUT_TOKENS = 32000
+#: Output-token ceiling of every masterplan call in the single-call versus batched comparison.
+COMPARISON_MAX_TOKENS = 16000
+#: The stand-in's estimate of output tokens: one token per four characters (as its usage counts).
+CHARS_PER_TOKEN = 4
+
+_SINGLE_CALL = Models(generation_mode="single", masterplan_max_tokens=COMPARISON_MAX_TOKENS)
+_BATCHED = Models(generation_mode="batched", batch_max_tokens=COMPARISON_MAX_TOKENS)
 
 
 @dataclass(frozen=True)
@@ -44,81 +54,184 @@ class Scenario:
     script: Callable[[], WireScript]
     user_id: str = "user-7f3a"
     session_id: str = "sid-2b9c41"
+    models: Models = DEFAULT_MODELS
 
 
 def _discovery(kind: str, style: str = "plain") -> MessageReply:
     return MessageReply(content.render_reply(content.discovery_for(kind), style))
 
 
-def _plan_text(kind: str, style: str = "plain", plan: dict | None = None) -> str:
-    return content.render_reply(plan if plan is not None else content.masterplan_for(kind), style)
+def _wrap(doc: dict, style: str, what: str) -> str:
+    """``doc`` as a model would answer with it: bare, fenced, or between paragraphs (no braces in the prose)."""
+    body = json.dumps(doc, indent=2, ensure_ascii=False)
+    if style == "fenced":
+        return f"Here is {what}, as JSON:\n\n```json\n{body}\n```\n\nEvery task number follows on from the last."
+    if style == "prose":
+        return f"Below is {what}.\n\n{body}\n\nEach task is small enough to implement and review on its own."
+    return body
 
 
-def _healthy(kind: str, discovery_style: str = "plain", plan_style: str = "plain") -> Callable[[], WireScript]:
+def skeleton_of(plan: dict) -> dict:
+    """The skeleton answer of a full plan: its fields, phases and milestones with task counts, no tasks."""
+    skeleton = {key: value for key, value in plan.items() if key != "phases"}
+    skeleton["phases"] = [
+        {
+            **{key: value for key, value in phase.items() if key != "milestones"},
+            "milestones": [
+                {
+                    **{key: value for key, value in milestone.items() if key != "tasks"},
+                    "task_count": len(milestone["tasks"]),
+                    "scope": f"from {milestone['tasks'][0]['title']!r} to {milestone['tasks'][-1]['title']!r}",
+                }
+                for milestone in phase["milestones"]
+            ],
+        }
+        for phase in plan["phases"]
+    ]
+    return skeleton
+
+
+def batch_texts(plan: dict, max_tasks: int = DEFAULT_MODELS.batch_max_tasks, style: str = "plain") -> list[str]:
+    """The answers to the batch calls for ``plan``, cut exactly as the flow cuts its skeleton into batches."""
+    by_number = {task["task_number"]: task for task in content.iter_tasks(plan)}
+    batches = plan_batches(PlanSkeleton.model_validate(skeleton_of(plan)), max_tasks)
+    texts = []
+    for batch in batches:
+        tasks = [by_number[n] for n in range(batch.first, batch.last + 1) if n in by_number]
+        texts.append(_wrap({"tasks": tasks}, style, f"batch {batch.number}: tasks {batch.first} to {batch.last}"))
+    return texts
+
+
+def capped(text: str, max_tokens: int) -> MessageReply:
+    """What an API with an output ceiling of ``max_tokens`` answers: the text, cut at the ceiling if it is longer."""
+    if len(text) // CHARS_PER_TOKEN <= max_tokens:
+        return MessageReply(text)
+    return MessageReply(text[: max_tokens * CHARS_PER_TOKEN], stop_reason="max_tokens", output_tokens=max_tokens)
+
+
+def _batched(
+    kind: str,
+    *,
+    discovery_style: str = "plain",
+    style: str = "plain",
+    plan: dict | None = None,
+    skeleton: dict | None = None,
+    replace: dict[int, Callable[[str], list]] | None = None,
+    openai: list | None = None,
+    until: int | None = None,
+) -> Callable[[], WireScript]:
+    """Discovery, skeleton, then one reply per batch up to batch ``until``; ``replace`` swaps batch N's reply."""
+
+    def script() -> WireScript:
+        full = plan if plan is not None else content.masterplan_for(kind)
+        outline = skeleton if skeleton is not None else skeleton_of(full)
+        replies: list = [_discovery(kind, discovery_style), MessageReply(_wrap(outline, style, "the plan skeleton"))]
+        for number, text in enumerate(batch_texts(full, style=style), start=1):
+            if until is not None and number > until:
+                break  # the flow stops at the failing batch: nothing after it is asked for
+            replies += (replace or {}).get(number, lambda text: [MessageReply(text)])(text)
+        return WireScript(anthropic=replies, openai=openai if openai is not None else [EmbeddingReply()])
+
+    return script
+
+
+def _single_call(kind: str, reply: Callable[[str], object]) -> Callable[[], WireScript]:
     return lambda: WireScript(
-        anthropic=[_discovery(kind, discovery_style), MessageReply(_plan_text(kind, plan_style))],
+        anthropic=[_discovery(kind), reply(content.render_reply(content.masterplan_for(kind)))],
         openai=[EmbeddingReply()],
     )
 
 
-def _plan_reply(kind: str, reply: Callable[[str], object]) -> Callable[[], WireScript]:
-    return lambda: WireScript(anthropic=[_discovery(kind), reply(_plan_text(kind))], openai=[EmbeddingReply()])
-
-
-def _mutated_plan(kind: str, mutate: Callable[[dict], dict]) -> Callable[[], WireScript]:
-    return lambda: WireScript(
-        anthropic=[_discovery(kind), MessageReply(_plan_text(kind, plan=mutate(content.masterplan_for(kind))))],
-        openai=[EmbeddingReply()],
-    )
+def _skeleton_with_wrong_total(kind: str) -> dict:
+    outline = skeleton_of(content.masterplan_for(kind))
+    outline["total_tasks"] += 7
+    return outline
 
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "healthy-task-manager",
-        "A team task manager: discovery, examples, a 109-task plan streamed, saved and read back.",
+        "A team task manager: discovery, examples, a skeleton, then 109 tasks in 3 batches, each saved as it came.",
         "task_manager",
         "pass",
-        _healthy("task_manager"),
+        _batched("task_manager"),
     ),
     Scenario(
         "healthy-online-shop",
-        "An online coffee shop: fenced discovery JSON, a 117-task plan wrapped in prose.",
+        "An online coffee shop: fenced discovery JSON, skeleton and batches wrapped in prose (117 tasks).",
         "online_shop",
         "pass",
-        _healthy("online_shop", discovery_style="fenced", plan_style="prose"),
+        _batched("online_shop", discovery_style="fenced", style="prose"),
     ),
     Scenario(
         "healthy-clinic-booking",
-        "A physiotherapy clinic booking system: prose-wrapped discovery, fenced 110-task plan.",
+        "A physiotherapy clinic booking system: prose-wrapped discovery, fenced skeleton and batches (110 tasks).",
         "clinic_booking",
         "pass",
-        _healthy("clinic_booking", discovery_style="prose", plan_style="fenced"),
+        _batched("clinic_booking", discovery_style="prose", style="fenced"),
     ),
     Scenario(
         "masterplan-max-tokens",
-        "The masterplan stream stops at max_tokens with its JSON cut off mid-plan (the seed's suspected failure).",
+        f"Single-call mode: the whole plan in one call stops at its {COMPARISON_MAX_TOKENS}-token ceiling with its "
+        "JSON cut off (the seed's failure). Compare masterplan-max-tokens-batched.",
         "task_manager",
         "llm:LLM001",
-        _plan_reply(
+        _single_call("task_manager", lambda text: capped(text, COMPARISON_MAX_TOKENS)),
+        models=_SINGLE_CALL,
+    ),
+    Scenario(
+        "masterplan-max-tokens-batched",
+        f"The same request with the same {COMPARISON_MAX_TOKENS}-token ceiling per call, in batched mode: every "
+        "call fits, the plan is complete.",
+        "task_manager",
+        "pass",
+        _batched(
             "task_manager",
-            lambda text: MessageReply(
-                content.truncate_text(text, 0.55), stop_reason="max_tokens", output_tokens=TRUNCATED_OUTPUT_TOKENS
-            ),
+            replace=dict.fromkeys(range(1, 10), lambda text: [capped(text, COMPARISON_MAX_TOKENS)]),
+        ),
+        models=_BATCHED,
+    ),
+    Scenario(
+        "masterplan-batch-2-max-tokens",
+        "Batch 2 stops at max_tokens: batch 1 stays committed, the plan is failed with batch 2 recorded.",
+        "online_shop",
+        "llm:LLM001",
+        _batched(
+            "online_shop",
+            replace={
+                2: lambda text: [
+                    MessageReply(content.truncate_text(text, 0.6), stop_reason="max_tokens", output_tokens=16000)
+                ]
+            },
+            until=2,
         ),
     ),
     Scenario(
-        "masterplan-stream-cut",
-        "The masterplan stream ends after its text with no message_delta or message_stop: no stop_reason.",
-        "online_shop",
+        "masterplan-batch-3-stream-cut",
+        "The batch 3 stream ends after its text with no message_delta or message_stop: no stop_reason.",
+        "clinic_booking",
         "llm:LLM002",
-        _plan_reply("online_shop", lambda text: MessageReply(content.truncate_text(text, 0.4), cut_stream=True)),
+        _batched(
+            "clinic_booking",
+            replace={3: lambda text: [MessageReply(content.truncate_text(text, 0.4), cut_stream=True)]},
+        ),
     ),
     Scenario(
         "masterplan-stream-error-event",
-        "The masterplan stream carries an SSE error event (overloaded_error) part-way through.",
+        "The batch 1 stream carries an SSE error event (overloaded_error) part-way through; not retried.",
         "clinic_booking",
         "llm:LLM015",
-        _plan_reply("clinic_booking", lambda text: StreamErrorReply(after_chars=6000, text=text)),
+        _batched("clinic_booking", replace={1: lambda text: [StreamErrorReply(after_chars=6000, text=text)]}, until=1),
+    ),
+    Scenario(
+        "masterplan-batch-1-rate-limited",
+        "Batch 1 is rate-limited once (429, retry-after 1): the flow waits as asked, retries, and the plan completes.",
+        "task_manager",
+        "pass",
+        _batched(
+            "task_manager",
+            replace={1: lambda text: [ErrorReply.for_status(429, headers={"retry-after": "1"}), MessageReply(text)]},
+        ),
     ),
     Scenario(
         "discovery-missing-fields",
@@ -137,42 +250,52 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "masterplan-dangling-dependency",
-        "One task depends on a task number that does not exist.",
+        "A task of batch 2 depends on a task number that does not exist.",
         "online_shop",
         "parse:PARSE006",
-        _mutated_plan("online_shop", content.with_dangling_dependency),
+        lambda: _batched(
+            "online_shop", plan=content.with_dangling_dependency(content.masterplan_for("online_shop")), until=2
+        )(),
     ),
     Scenario(
         "masterplan-dependency-cycle",
-        "Three tasks depend on each other in a loop.",
+        "Three tasks of one milestone in batch 1 depend on each other in a loop: caught in that batch.",
         "clinic_booking",
         "parse:PARSE007",
-        _mutated_plan("clinic_booking", content.with_cycle),
+        lambda: _batched(
+            "clinic_booking", plan=content.with_cycle(content.masterplan_for("clinic_booking")), until=1
+        )(),
     ),
     Scenario(
         "masterplan-wrong-total",
-        "total_tasks declares more tasks than the plan lists.",
+        "The skeleton's total_tasks disagrees with its milestones' task counts.",
         "task_manager",
         "parse:PARSE004",
-        _mutated_plan("task_manager", content.with_wrong_total),
+        lambda: WireScript(
+            anthropic=[
+                _discovery("task_manager"),
+                MessageReply(_wrap(_skeleton_with_wrong_total("task_manager"), "plain", "the plan skeleton")),
+            ],
+            openai=[EmbeddingReply()],
+        ),
     ),
     Scenario(
         "discovery-rate-limited",
-        "The discovery call is rate-limited (429 with retry-after); the SDK is told not to retry.",
+        "The discovery call is rate-limited with retry-after 30 s, longer than the flow will wait: no retry.",
         "online_shop",
         "llm:LLM006",
         lambda: WireScript(anthropic=[ErrorReply.for_status(429, headers={"retry-after": "30"})]),
     ),
     Scenario(
         "discovery-overloaded",
-        "The discovery call meets an overloaded API (529).",
+        "The discovery call meets an overloaded API (529) on all three attempts, with backoff between them.",
         "clinic_booking",
         "llm:LLM007",
-        lambda: WireScript(anthropic=[ErrorReply.for_status(529)]),
+        lambda: WireScript(anthropic=[ErrorReply.for_status(529)] * DEFAULT_RETRIES.attempts),
     ),
     Scenario(
         "discovery-bad-key",
-        "The API rejects the key (401 authentication_error).",
+        "The API rejects the key (401 authentication_error): not retried.",
         "task_manager",
         "llm:LLM003",
         lambda: WireScript(anthropic=[ErrorReply.for_status(401)]),
@@ -182,8 +305,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         "The embeddings call fails (500): the plan is generated without examples; a warning, not a failure.",
         "clinic_booking",
         "pass",
-        lambda: WireScript(
-            anthropic=[_discovery("clinic_booking"), MessageReply(_plan_text("clinic_booking"))],
+        _batched(
+            "clinic_booking",
             openai=[ErrorReply(500, "server_error", "The server had an error while processing your request.")],
         ),
     ),
@@ -224,6 +347,7 @@ def make_cassettes(out_dir: Path, names: list[str] | None = None, *, force: bool
                         openai_api_key=RECORDING_OPENAI_KEY,
                         anthropic_base_url=anthropic_api.base_url,
                         openai_base_url=openai_api.base_url + "/v1",
+                        models=scenario.models,
                     )
                     recorded = record_cassette(
                         out_dir / f"{scenario.name}.yaml",
@@ -246,11 +370,15 @@ def make_cassettes(out_dir: Path, names: list[str] | None = None, *, force: bool
             if verdict != scenario.intended or left:
                 recorded.path.unlink(missing_ok=True)
                 raise RuntimeError(
-                    f"{scenario.name}: produced {verdict} (intended {scenario.intended}); unused replies: {left or 'none'}"
+                    f"{scenario.name}: produced {verdict} (intended {scenario.intended}); unused replies: {_count(left) or 'none'}"
                 )
             written.append(recorded.path)
             print(f"recorded {recorded.path} -> {verdict}")
     return written
+
+
+def _count(left: dict) -> dict[str, int]:
+    return {api: len(replies) for api, replies in left.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -90,3 +90,17 @@ def test_no_secret_survives_in_any_cassette() -> None:
         assert find_secrets(text) == [], path
         for header in ("authorization:", "x-api-key:", "set-cookie:", "anthropic-organization-id:", "user-agent:"):
             assert header not in text.lower(), (path, header)
+
+
+def test_single_call_fails_where_batched_succeeds_and_the_failing_batch_is_named() -> None:
+    """The comparison: single-call mode stops at max_tokens, the same request batched passes; batch 2's cut is named."""
+    names = ("masterplan-max-tokens", "masterplan-max-tokens-batched", "masterplan-batch-2-max-tokens")
+    modes = {name: load_meta(CASSETTES / f"{name}.yaml").extra["generation_mode"] for name in names}
+    assert modes == dict(zip(names, ("single", "batched", "batched"), strict=True))
+    result = harness("replay", "--format", "json", *(str(CASSETTES / f"{name}.yaml") for name in names))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    by_name = {c["name"]: c["report"] for c in json.loads(result.stdout)["cassettes"]}
+    assert by_name["masterplan-max-tokens"]["first_failure"]["point"] == "masterplan"
+    assert by_name["masterplan-max-tokens-batched"]["verdict"] == "pass"
+    first = by_name["masterplan-batch-2-max-tokens"]["first_failure"]
+    assert (first["id"], first["point"]) == ("LLM001", "masterplan.batch-2")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
 
-from harness.config import sqlalchemy_url
+from harness.config import Models, sqlalchemy_url
 from harness.flow.events import CollectingSink, EventType
 from harness.recording import content
+from harness.recording.scenarios import batch_texts, skeleton_of
 from harness.recording.wire_server import EmbeddingReply, MessageReply, WireScript
 from harness.runner import FlowRequest, run_flow
 
@@ -17,11 +20,14 @@ KIND = "task_manager"
 
 
 def _healthy_script(plan_reply: MessageReply | None = None) -> WireScript:
+    """Discovery, then the plan: one reply in single-call mode (``plan_reply``), else a skeleton and its batches."""
+    plan = content.masterplan_for(KIND)
+    if plan_reply is not None:
+        answers = [plan_reply]
+    else:
+        answers = [MessageReply(json.dumps(skeleton_of(plan)))] + [MessageReply(t) for t in batch_texts(plan)]
     return WireScript(
-        anthropic=[
-            MessageReply(content.render_reply(content.discovery_for(KIND), "fenced")),
-            plan_reply or MessageReply(content.render_reply(content.masterplan_for(KIND), "prose")),
-        ],
+        anthropic=[MessageReply(content.render_reply(content.discovery_for(KIND), "fenced")), *answers],
         openai=[EmbeddingReply()],
     )
 
@@ -55,11 +61,10 @@ def test_healthy_flow_saves_discovery_and_complete_plan(stand_in_apis, flow_data
 
 @pytest.mark.slow
 def test_truncated_plan_fails_at_llm_and_leaves_plan_marked_failed(stand_in_apis, flow_database_url) -> None:
-    """max_tokens is an llm finding with stop_reason in its evidence; the plan row says failed, no tasks saved."""
+    """Single-call mode: max_tokens is an llm finding with stop_reason in its evidence; the plan is failed, no tasks."""
     text = content.truncate_text(content.render_reply(content.masterplan_for(KIND)), 0.5)
-    run = run_flow(
-        stand_in_apis(_healthy_script(MessageReply(text, stop_reason="max_tokens")), flow_database_url), _request()
-    )
+    settings = stand_in_apis(_healthy_script(MessageReply(text, stop_reason="max_tokens")), flow_database_url)
+    run = run_flow(settings.with_overrides(models=Models(generation_mode="single")), _request())
     first = run.report.first_failure
     assert (first.stage.value, first.id, first.point) == ("llm", "LLM001", "masterplan")
     assert first.evidence["stop_reason"] == "max_tokens"
