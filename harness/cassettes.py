@@ -479,6 +479,17 @@ def _scrub(text: str) -> str:
     return redact_identifiers(redact_text(text))
 
 
+def _scrub_value(value: Any) -> Any:
+    """:func:`_scrub` applied to every string inside a metadata value."""
+    if isinstance(value, str):
+        return _scrub(value)
+    if isinstance(value, dict):
+        return {key: _scrub_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub_value(item) for item in value]
+    return redact_value(value)
+
+
 def _redact_response(response: dict[str, Any]) -> dict[str, Any]:
     headers = response.get("headers", {})
     for name in list(headers):
@@ -544,6 +555,6 @@ def recording(path: Path, meta: dict[str, Any], *, stand_ins: dict[str, str] | N
             yield cassette
         finally:
             # The caller fills ``meta`` in while recording; whatever it holds is redacted before saving.
-            cleaned = redact_value(meta)
+            cleaned = _scrub_value(meta)
             meta.clear()
             meta.update(cleaned)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -88,6 +89,7 @@ def test_no_secret_survives_in_any_cassette() -> None:
         text = path.read_text()
         assert RECORDING_ANTHROPIC_KEY not in text and RECORDING_OPENAI_KEY not in text, path
         assert find_secrets(text) == [], path
+        assert not re.search(r"req_[A-Za-z0-9]{12,}", text), f"{path} keeps a request id"
         for header in ("authorization:", "x-api-key:", "set-cookie:", "anthropic-organization-id:", "user-agent:"):
             assert header not in text.lower(), (path, header)
 
