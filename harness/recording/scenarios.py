@@ -32,7 +32,15 @@ from harness.recording.wire_server import (
     WireServer,
 )
 
-__all__ = ["SCENARIOS", "Scenario", "batch_texts", "capped", "make_cassettes", "skeleton_of"]
+__all__ = [
+    "SCENARIOS",
+    "Scenario",
+    "batch_texts",
+    "capped",
+    "healthy_script",
+    "make_cassettes",
+    "skeleton_of",
+]
 
 #: Output-token ceiling of every masterplan call in the single-call versus batched comparison.
 COMPARISON_MAX_TOKENS = 16000
@@ -133,6 +141,11 @@ def _batched(
         return WireScript(anthropic=replies, openai=openai if openai is not None else [EmbeddingReply()])
 
     return script
+
+
+def healthy_script(kind: str, *, openai: list | None = None) -> WireScript:
+    """Everything a healthy batched run of ``kind`` is answered with: discovery, skeleton, every batch, embeddings."""
+    return _batched(kind, openai=openai)()
 
 
 def _single_call(kind: str, reply: Callable[[str], object]) -> Callable[[], WireScript]:

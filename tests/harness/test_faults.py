@@ -6,9 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
-from harness.config import Settings
+from harness.config import Retries, Settings
 from harness.faults import LLMFaults
 from harness.recording import content
+from harness.recording.scenarios import healthy_script
 from harness.runner import FlowRequest, run_flow
 
 KIND = "online_shop"
@@ -17,10 +18,12 @@ REQUEST = FlowRequest(content.request_for(KIND), "user-1", "sid-1")
 
 def _settings(database_url: str) -> Settings:
     # No base URLs: the SDKs aim at api.anthropic.com / api.openai.com and the faults answer there.
+    # One attempt per call: each fault is met once; retries have their own tests (tests/harness/flow/test_retry.py).
     return Settings(
         database_url=database_url,
         anthropic_api_key="sk-ant-test-faults-0000000000",
         openai_api_key="sk-proj-test-faults-00000000000",
+        retries=Retries(attempts=1),
     )
 
 
@@ -42,13 +45,13 @@ def _plan() -> str:
         (lambda f: f.on_messages(f.raw(b"<html>502 Bad Gateway</html>", status=502)), "discovery", "LLM008", {}),
         (
             lambda f: f.on_messages(_discovery(f), f.stream_error(text=_plan()[:3000])).on_embeddings(f.embeddings()),
-            "masterplan",
+            "masterplan.skeleton",
             "LLM015",
             {"status": 200, "api_error_type": "overloaded_error"},
         ),
         (
             lambda f: f.on_messages(_discovery(f), f.stream_cut(_plan()[:5000])).on_embeddings(f.embeddings()),
-            "masterplan",
+            "masterplan.skeleton",
             "LLM002",
             {"stop_reason": None},
         ),
@@ -56,7 +59,7 @@ def _plan() -> str:
             lambda f: f.on_messages(_discovery(f), f.message(_plan()[:9000], stop_reason="max_tokens")).on_embeddings(
                 f.embeddings()
             ),
-            "masterplan",
+            "masterplan.skeleton",
             "LLM001",
             {"stop_reason": "max_tokens"},
         ),
@@ -81,13 +84,15 @@ def test_failing_embeddings_is_a_warning_and_the_plan_is_still_saved(
     llm_faults: LLMFaults, flow_database_url: str
 ) -> None:
     """Embeddings timing out leaves LLM013 as a warning; the plan is generated without examples and persisted."""
-    llm_faults.on_messages(_discovery(llm_faults), llm_faults.message(_plan())).on_embeddings(llm_faults.timeout())
+    answers = [llm_faults.message(reply.text) for reply in healthy_script(KIND).anthropic]
+    llm_faults.on_messages(*answers).on_embeddings(llm_faults.timeout())
     run = run_flow(_settings(flow_database_url), REQUEST)
     assert run.report.verdict == "pass"
     warnings = [finding for finding in run.report.findings if finding.id == "LLM013"]
     assert [(w.stage.value, w.point) for w in warnings] == [("llm", "examples")]
     assert run.masterplan_id is not None
-    assert [call.api for call in llm_faults.calls] == ["anthropic", "openai", "anthropic"]
+    apis = [call.api for call in llm_faults.calls]
+    assert apis[:3] == ["anthropic", "openai", "anthropic"] and len(apis) == len(answers) + 1
     assert llm_faults.calls[2].body["stream"] is True
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from harness.cassettes import load_meta, scan_cassette
 from harness.recording import content
-from harness.recording.wire_server import EmbeddingReply, MessageReply, WireScript, WireServer
+from harness.recording.scenarios import healthy_script
+from harness.recording.wire_server import EmbeddingReply, WireScript, WireServer
 
 pytest_plugins = ["pytester"]
 
@@ -62,12 +63,7 @@ def test_missing_cassette(flow_runner):
 @pytest.fixture
 def stand_ins(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[WireServer]]:
     """Stand-in APIs serving one healthy flow, reachable through the environment as a recording needs."""
-    script = WireScript(
-        anthropic=[
-            MessageReply(content.render_reply(content.discovery_for(KIND))),
-            MessageReply(content.render_reply(content.masterplan_for(KIND))),
-        ]
-    )
+    script = WireScript(anthropic=healthy_script(KIND).anthropic)
     with (
         WireServer(script) as anthropic,
         WireServer(WireScript(openai=[EmbeddingReply()])) as openai,
@@ -90,7 +86,7 @@ def test_a_third_party_suite_records_once_then_replays_offline(
     recorded = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--record-mode=once", "-k", "plan_is_saved")
     recorded.assert_outcomes(passed=1)
     assert load_meta(cassette).expect == "pass" and scan_cassette(cassette) == []
-    assert [len(server.requests) for server in stand_ins] == [2, 1]
+    assert [len(server.requests) for server in stand_ins] == [len(healthy_script(KIND).anthropic), 1]
 
     for name in ("ANTHROPIC_BASE_URL", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "OPENAI_API_KEY"):
         monkeypatch.delenv(name)
@@ -99,7 +95,10 @@ def test_a_third_party_suite_records_once_then_replays_offline(
     replayed.assert_outcomes(passed=3, failed=1)
     replayed.stdout.fnmatch_lines(["*never-recorded.yaml: no such file (record it with --record-mode=once)*"])
     assert "Traceback" not in replayed.stdout.str()
-    assert [len(server.requests) for server in stand_ins] == [2, 1]  # replay reached no API
+    assert [len(server.requests) for server in stand_ins] == [
+        len(healthy_script(KIND).anthropic),
+        1,
+    ]  # replay reached no API
 
 
 def test_plugin_registers_its_option_marker_and_fixtures(pytester: pytest.Pytester) -> None:

@@ -82,3 +82,15 @@ def test_oversized_tasks_are_a_parse009_warning_with_outliers() -> None:
     (finding,), _ = parse.check_masterplan_text(json.dumps(doc))
     assert finding.id == "PARSE009" and finding.level.name == "WARNING"
     assert finding.evidence["outliers"][0]["estimated_tokens"] == 4000
+
+
+def test_batch_that_skips_numbers_is_parse010() -> None:
+    """A batch whose numbering does not continue right after the earlier batches is PARSE010."""
+    from harness.contract import parse_task_batch
+
+    tasks = list(content.iter_tasks(PLAN))
+    earlier = parse_task_batch(json.dumps({"tasks": tasks[:50]})).tasks
+    skipped = [dict(task, task_number=task["task_number"] + 5) for task in tasks[50:60]]
+    findings, _ = parse.check_batch_text(json.dumps({"tasks": skipped}), "masterplan.batch-2", earlier, len(tasks))
+    assert "PARSE010" in [finding.id for finding in findings]
+    assert all(finding.point == "masterplan.batch-2" for finding in findings)

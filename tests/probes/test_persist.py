@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.engine import make_url
@@ -12,7 +14,7 @@ from harness.contract import parse_discovery, parse_masterplan
 from harness.flow.database import session_scope
 from harness.flow.models import DiscoveryDocument
 from harness.recording import content
-from harness.recording.wire_server import EmbeddingReply, MessageReply, WireScript
+from harness.recording.scenarios import healthy_script
 from harness.runner import FlowRequest, RunOptions, run_flow
 from probes import persist
 
@@ -22,13 +24,7 @@ KIND = "task_manager"
 @pytest.fixture
 def saved(stand_in_apis, flow_database_url):
     """A database holding one healthy discovery and plan saved by the flow; yields (url, run)."""
-    script = WireScript(
-        anthropic=[
-            MessageReply(content.render_reply(content.discovery_for(KIND))),
-            MessageReply(content.render_reply(content.masterplan_for(KIND))),
-        ],
-        openai=[EmbeddingReply()],
-    )
+    script = healthy_script(KIND)
     run = run_flow(stand_in_apis(script, flow_database_url), FlowRequest(content.request_for(KIND), "u", "s"))
     assert run.report.verdict == "pass"
     return flow_database_url, run
@@ -133,13 +129,7 @@ class CommitOnAddSession(Session):
 @pytest.mark.slow
 def test_double_commit_per_unit_of_work_is_a_persist009_warning(stand_in_apis, flow_database_url) -> None:
     """Sessions that commit inside the unit of work are counted and reported, without failing the run."""
-    script = WireScript(
-        anthropic=[
-            MessageReply(content.render_reply(content.discovery_for(KIND))),
-            MessageReply(content.render_reply(content.masterplan_for(KIND))),
-        ],
-        openai=[EmbeddingReply()],
-    )
+    script = healthy_script(KIND)
     engine = create_engine(sqlalchemy_url(flow_database_url))
     factory = sessionmaker(bind=engine, expire_on_commit=False, class_=CommitOnAddSession)
     try:
@@ -167,15 +157,21 @@ def test_canary_cleanup_failure_is_persist008(postgres_cluster, flow_database_ur
 
 def test_canary_run_tags_rows_and_removes_them(stand_in_apis, flow_database_url) -> None:
     """A canary run writes under a harness-canary- session id and deletes every row afterwards."""
-    script = WireScript(
-        anthropic=[
-            MessageReply(content.render_reply(content.discovery_for(KIND))),
-            MessageReply(content.render_reply(content.masterplan_for(KIND))),
-        ],
-        openai=[EmbeddingReply()],
-    )
+    script = healthy_script(KIND)
     run = run_flow(
         stand_in_apis(script, flow_database_url), FlowRequest("r", "u", "s"), options=RunOptions(canary=True)
     )
     assert run.session_id.startswith(persist.CANARY_PREFIX)
     assert run.report.verdict == "pass" and run.observations["canary"]["rows_deleted"] > 100
+
+
+@pytest.mark.slow
+def test_plan_marked_complete_before_its_batches_arrived_is_persist010(postgres_cluster, saved) -> None:
+    """A plan already 'draft' while a batch is still being checked is PERSIST010 with its status."""
+    from harness.contract import parse_task_batch
+
+    url, run = saved
+    tasks = parse_task_batch(json.dumps({"tasks": list(content.iter_tasks(content.masterplan_for(KIND)))[:50]})).tasks
+    findings = persist.check_batch_rows(url, run.masterplan_id, list(tasks), "masterplan.batch-1")
+    (finding,) = [f for f in findings if f.id == "PERSIST010"]
+    assert finding.evidence["status"] == "draft" and finding.point == "masterplan.batch-1"

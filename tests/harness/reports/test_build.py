@@ -43,7 +43,9 @@ def test_passing_run_lists_saved_rows_and_warning(replayed, context) -> None:
     """A healthy run saves a discovery and a masterplan; the embeddings run passes with its LLM013 warning."""
     report = build_run_report("replay", replayed.values(), meta=context)
     healthy = next(r for r in report.runs if r.name == "healthy-task-manager")
-    assert healthy.verdict == "pass" and {row.point for row in healthy.saved} == {"discovery", "masterplan"}
+    assert healthy.verdict == "pass" and {"discovery", "masterplan", "masterplan.skeleton"} <= {
+        row.point for row in healthy.saved
+    }
     warned = next(r for r in report.runs if r.name == "embeddings-failing")
     llm = next(s for s in warned.stages if s.stage == "llm")
     assert (warned.verdict, llm.status, llm.finding_id) == ("pass", "warned", "LLM013")
