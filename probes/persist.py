@@ -157,13 +157,40 @@ SELECT (SELECT count(*) FROM discovery_documents WHERE session_id = :sid)
 _DISCOVERY_LISTS = ("bounded_contexts", "aggregates", "value_objects", "domain_events", "services")
 
 
+#: The plan row, its child counts and its dependency edges, read back over one connection.
+_PLAN_QUERIES = [
+    "SELECT * FROM masterplans WHERE masterplan_id = :key",
+    """
+        SELECT
+          (SELECT count(*) FROM masterplan_phases WHERE masterplan_id = :key) AS phases,
+          (SELECT count(*) FROM masterplan_milestones m JOIN masterplan_phases p USING (phase_id)
+             WHERE p.masterplan_id = :key) AS milestones,
+          (SELECT count(*) FROM masterplan_tasks WHERE masterplan_id = :key) AS tasks
+        """,
+    """
+        SELECT t.task_number AS task, d.task_number AS depends_on
+        FROM masterplan_task_dependencies x
+        JOIN masterplan_tasks t ON t.task_id = x.task_id
+        JOIN masterplan_tasks d ON d.task_id = x.depends_on_task_id
+        WHERE t.masterplan_id = :key
+        """,
+]
+
+
 def _readback(database_url: str, timeouts: Timeouts, sql: str, **params: Any) -> list[dict[str, Any]]:
+    return _readback_all(database_url, timeouts, [sql], **params)[0]
+
+
+def _readback_all(
+    database_url: str, timeouts: Timeouts, queries: list[str], **params: Any
+) -> list[list[dict[str, Any]]]:
+    """Run ``queries`` over one new connection (a connection costs more than the queries)."""
     from sqlalchemy import text
 
     engine = probe_engine(database_url, timeouts)
     try:
         with engine.connect() as connection:
-            return [dict(row._mapping) for row in connection.execute(text(sql), params)]
+            return [[dict(row._mapping) for row in connection.execute(text(sql), params)] for sql in queries]
     finally:
         engine.dispose()
 
@@ -206,7 +233,7 @@ def check_masterplan_rows(
     database_url: str, key: uuid.UUID, expected: MasterPlan, point: str = "masterplan", timeouts: Timeouts = TIMEOUTS
 ) -> list[Finding]:
     """The plan, its children and its dependency graph are there for a new connection, as generated."""
-    plans = _readback(database_url, timeouts, "SELECT * FROM masterplans WHERE masterplan_id = :key", key=key)
+    plans, count_rows, edges = _readback_all(database_url, timeouts, _PLAN_QUERIES, key=key)
     if not plans:
         return [_not_visible("masterplans", key, database_url, point)]
     plan = plans[0]
@@ -242,18 +269,7 @@ def check_masterplan_rows(
             )
         )
 
-    counts = _readback(
-        database_url,
-        timeouts,
-        """
-        SELECT
-          (SELECT count(*) FROM masterplan_phases WHERE masterplan_id = :key) AS phases,
-          (SELECT count(*) FROM masterplan_milestones m JOIN masterplan_phases p USING (phase_id)
-             WHERE p.masterplan_id = :key) AS milestones,
-          (SELECT count(*) FROM masterplan_tasks WHERE masterplan_id = :key) AS tasks
-        """,
-        key=key,
-    )[0]
+    counts = count_rows[0]
     expected_counts = {"phases": wanted["total_phases"], "milestones": wanted["total_milestones"], "tasks": len(tasks)}
     if counts != expected_counts:
         findings.append(
@@ -265,18 +281,6 @@ def check_masterplan_rows(
             )
         )
 
-    edges = _readback(
-        database_url,
-        timeouts,
-        """
-        SELECT t.task_number AS task, d.task_number AS depends_on
-        FROM masterplan_task_dependencies x
-        JOIN masterplan_tasks t ON t.task_id = x.task_id
-        JOIN masterplan_tasks d ON d.task_id = x.depends_on_task_id
-        WHERE t.masterplan_id = :key
-        """,
-        key=key,
-    )
     saved_edges = Counter((edge["task"], edge["depends_on"]) for edge in edges)
     generated_edges = Counter((task.task_number, dep) for task in tasks for dep in set(task.depends_on))
     if saved_edges != generated_edges:

@@ -6,6 +6,7 @@ The SDKs retry on their own unless told not to; the flow sets ``max_retries`` fr
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,14 @@ class LLMClients:
     openai: Any | None
 
 
+@functools.cache
+def _tls_context() -> Any:
+    """The CA store every client of this process verifies against, loaded once (~30 ms a load)."""
+    import httpx2
+
+    return httpx2.create_ssl_context()
+
+
 def build_clients(settings: Settings, *, http_client: Any = None) -> LLMClients:
     """Async Anthropic and OpenAI clients with the project's timeouts and retry count."""
     import anthropic
@@ -60,6 +69,8 @@ def build_clients(settings: Settings, *, http_client: Any = None) -> LLMClients:
             base_url=settings.anthropic_base_url,
             max_retries=settings.sdk_max_retries,
             timeout=anthropic.Timeout(timeouts.llm_request, connect=timeouts.llm_connect),
+            # The SDK's own default client, but sharing one loaded CA store instead of loading its own.
+            http_client=http_client or anthropic.DefaultAsyncHttpxClient(verify=_tls_context()),
         )
     if settings.openai_api_key:
         openai_client = openai.AsyncOpenAI(
@@ -67,6 +78,7 @@ def build_clients(settings: Settings, *, http_client: Any = None) -> LLMClients:
             base_url=settings.openai_base_url,
             max_retries=settings.sdk_max_retries,
             timeout=openai.Timeout(timeouts.llm_request, connect=timeouts.llm_connect),
+            http_client=http_client or openai.DefaultAsyncHttpxClient(verify=_tls_context()),
         )
     return LLMClients(anthropic=anthropic_client, openai=openai_client)
 

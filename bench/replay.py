@@ -1,0 +1,78 @@
+"""Replay: the marginal cost of one cassette once the cluster is up.
+
+Timed in process with :func:`harness.replay.replay_cassette` — the whole flow (pre-flight
+probes, both LLM calls answered by vcrpy, parsing, saving, the independent readbacks) —
+on a fresh database per run; creating and dropping that database is timed separately
+(it is the "create + drop" row). One warm-up replay first, so imports are not counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.cassettes import CassetteMeta, load_meta
+from harness.contract import iter_tasks, parse_masterplan
+from harness.postgres import DatabaseFactory
+from harness.replay import replay_cassette
+
+__all__ = ["CassetteTimes", "measure_replay"]
+
+CASSETTES = Path(__file__).resolve().parent.parent / "cassettes"
+
+
+@dataclass(frozen=True)
+class CassetteTimes:
+    """One cassette's replay samples (seconds), its verdict and the size of its plan."""
+
+    name: str
+    tasks: int
+    verdict: str
+    samples: list[float]
+
+
+def _plan_tasks(meta: CassetteMeta) -> int:
+    """How many tasks the plan the cassette's last masterplan answer holds (0 if it holds none)."""
+    import json
+
+    import yaml
+
+    data = yaml.safe_load(meta.path.read_text())
+    best = 0
+    for interaction in data.get("interactions", []):
+        body = interaction["response"]["body"]["string"]
+        text = "".join(
+            json.loads(line[5:]).get("delta", {}).get("text", "")
+            for line in body.splitlines()
+            if line.startswith("data: ") and '"text_delta"' in line
+        )
+        if '"phases"' in text:
+            try:
+                best = max(best, len(list(iter_tasks(parse_masterplan(text)))))
+            except Exception:  # noqa: BLE001 - a broken plan is a cassette about that; count it as none
+                pass
+    return best
+
+
+def measure_replay(factory: DatabaseFactory, runs: int, pattern: str = "healthy-*.yaml") -> list[CassetteTimes]:
+    """``runs`` replays of each cassette matching ``pattern``, each on its own fresh database."""
+    metas = [load_meta(path) for path in sorted(CASSETTES.glob(pattern))]
+    warm = factory.new_database()
+    try:
+        replay_cassette(metas[0], warm)
+    finally:
+        factory.drop(warm)
+    results = []
+    for meta in metas:
+        samples = []
+        verdict = ""
+        for _ in range(runs):
+            url = factory.new_database()
+            try:
+                result = replay_cassette(meta, url)
+            finally:
+                factory.drop(url)
+            samples.append(result.duration_s)
+            verdict = result.verdict
+        results.append(CassetteTimes(meta.name, _plan_tasks(meta), verdict, samples))
+    return results

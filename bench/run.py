@@ -1,0 +1,297 @@
+"""Run every benchmark of issue 8 and write the results table.
+
+    python bench/run.py                  # everything (~5 minutes on 2 cores)
+    python bench/run.py --suite-runs 0   # everything but the test-suite timings (~1 minute)
+
+Writes ``bench/results.md`` (the table) and ``bench/results.json`` (every sample) and prints
+the table. Every figure is the median of several runs; a ratio is the median of the
+baseline over ours, both measured in this run, interleaved. Times are wall clock on a
+shared machine: read them as medians, never as guarantees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import Row, fmt_ms, fmt_s, median  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def _verdict(value: float, limit: float, unit: str = "ms") -> str:
+    """ "met", or by how much ``value`` misses the upper ``limit``."""
+    if value <= limit:
+        return "met"
+    if unit == "ms":
+        return f"missed by {(value - limit) * 1000:.0f} ms ({value / limit:.1f}× the target)"
+    return f"missed by {value - limit:.2f} s"
+
+
+def _ratio_verdict(ratio: float, wanted: float) -> str:
+    return "met" if ratio >= wanted else f"missed: {ratio:.1f}× of the {wanted:g}× wanted"
+
+
+def disposable_rows(runs: int, factory) -> list[Row]:
+    from bench.disposable import measure_create_drop, measure_session_ready
+
+    rows = []
+    ready = measure_session_ready(runs)
+    ours = median(ready.ours)
+    baseline_name, baseline = "pytest-postgresql `postgresql_proc`", ready.pytest_postgresql
+    note = ""
+    if not baseline:
+        baseline_name, baseline = "initdb + `pg_ctl start -w`", ready.initdb_pg_ctl
+        note = f"pytest-postgresql not measured: {ready.pgpp_skipped}"
+    ratio = median(baseline) / ours
+    rows.append(
+        Row(
+            "Disposable database",
+            "session ready: our `postgres_cluster` fixture",
+            fmt_s(ours),
+            f"{baseline_name} {fmt_s(median(baseline))} → **{ratio:.1f}× faster**",
+            "≥ 3× faster",
+            _ratio_verdict(ratio, 3),
+            runs,
+            ready.ours + baseline,
+            note,
+        )
+    )
+    rows.append(
+        Row(
+            "Disposable database",
+            "session ready: `initdb` + `pg_ctl start -w` by hand",
+            fmt_s(median(ready.initdb_pg_ctl)),
+            f"ours is {median(ready.initdb_pg_ctl) / ours:.1f}× faster",
+            "",
+            "",
+            runs,
+            ready.initdb_pg_ctl,
+        )
+    )
+    creates, totals = measure_create_drop(factory, runs * 5)
+    rows.append(
+        Row(
+            "Disposable database",
+            "per-test database: create from migrated template + drop",
+            fmt_ms(median(totals)),
+            f"create alone {fmt_ms(median(creates))}",
+            "≤ 20 ms",
+            _verdict(median(totals), 0.020),
+            runs * 5,
+            totals,
+        )
+    )
+    return rows
+
+
+def replay_rows(runs: int, factory) -> list[Row]:
+    from bench.replay import measure_replay
+
+    rows = []
+    for cassette in measure_replay(factory, runs):
+        value = median(cassette.samples)
+        rows.append(
+            Row(
+                "Replay",
+                f"one cassette, cluster up: `{cassette.name}` ({cassette.tasks} tasks, verdict {cassette.verdict})",
+                fmt_ms(value),
+                "",
+                "≤ 100 ms (120-task plan)",
+                _verdict(value, 0.100),
+                runs,
+                cassette.samples,
+            )
+        )
+    return rows
+
+
+def persistence_rows(runs: int, factory) -> list[Row]:
+    from bench.persistence import measure_persistence
+
+    times = measure_persistence(factory, runs)
+    ours = median(times.ours_total)
+    parts = [_verdict(ours, 0.050)] if ours > 0.050 else []
+    parts += [_ratio_verdict(times.ratio, 3)] if times.ratio < 3 else []
+    return [
+        Row(
+            "Persistence",
+            "120-task plan with dependencies: commit + independent readback",
+            fmt_ms(ours),
+            f"naive add-and-flush {fmt_ms(median(times.naive_total))} → **{times.ratio:.1f}× faster**",
+            "≤ 50 ms and ≥ 3×",
+            "; ".join(parts) or "met",
+            runs,
+            times.ours_total + times.naive_total,
+            f"save alone: ours {fmt_ms(median(times.ours_save))}, naive {fmt_ms(median(times.naive_save))}",
+        )
+    ]
+
+
+def startup_rows(runs: int) -> list[Row]:
+    from bench.cli import measure_startup
+
+    help_times, baseline = measure_startup(runs)
+    above = median(help_times) - median(baseline)
+    return [
+        Row(
+            "Start-up",
+            "`harness --help`",
+            fmt_s(median(help_times)),
+            f"`python -c pass` {fmt_s(median(baseline))} → {above:+.2f} s above it",
+            "≤ 0.3 s above the baseline",
+            _verdict(above, 0.3, unit="s"),
+            runs,
+            help_times + baseline,
+        )
+    ]
+
+
+def verdict_rows(runs: int) -> list[Row]:
+    from bench.cli import DIAGNOSE_ARGS, diagnose_available, measure_time_to_verdict
+
+    command = "`harness " + " ".join(DIAGNOSE_ARGS) + "`"
+    if not diagnose_available():
+        return [
+            Row(
+                "Time to verdict",
+                f"{command}, database on {scenario}",
+                "not yet measurable",
+                "",
+                "≤ 2.5 s",
+                "not yet measurable: this checkout has no `harness diagnose`",
+                0,
+            )
+            for scenario in ("a closed port", "a listener that never answers")
+        ]
+    rows = []
+    for result in measure_time_to_verdict(runs):
+        value = median(result.samples)
+        rows.append(
+            Row(
+                "Time to verdict",
+                f"{command}, database on a {result.scenario}",
+                fmt_s(value),
+                f"exit codes {sorted(set(result.exit_codes))}, reported {', '.join(result.checks) or 'no DB check'}",
+                "≤ 2.5 s",
+                _verdict(value, 2.5, unit="s"),
+                runs,
+                result.samples,
+            )
+        )
+    return rows
+
+
+def suite_rows(runs: int) -> list[Row]:
+    from bench.suite import run_suite, xdist_available
+
+    serial, parallel = [], []
+    for _ in range(runs):
+        serial.append(run_suite())
+        if xdist_available():
+            parallel.append(run_suite(workers=2))
+    rows = [
+        Row(
+            "Test suite",
+            "whole suite, one process",
+            fmt_s(median([r.seconds for r in serial])),
+            serial[-1].summary,
+            "",
+            "" if all(r.passed for r in serial) else "FAILED",
+            runs,
+            [r.seconds for r in serial],
+        )
+    ]
+    if not parallel:
+        rows.append(Row("Test suite", "whole suite, `-n 2`", "not measured", "", "", "pytest-xdist not installed", 0))
+        return rows
+    speedup = median([r.seconds for r in serial]) / median([r.seconds for r in parallel])
+    rows.append(
+        Row(
+            "Test suite",
+            "whole suite, pytest-xdist `-n 2` (a cluster per worker)",
+            fmt_s(median([r.seconds for r in parallel])),
+            f"{parallel[-1].summary}; {speedup:.2f}× the one-process speed",
+            "no shared-state failures",
+            "met" if all(r.passed for r in parallel) else "FAILED: " + parallel[-1].summary,
+            runs,
+            [r.seconds for r in parallel],
+        )
+    )
+    return rows
+
+
+def render(rows: list[Row], header: str) -> str:
+    lines = [
+        header,
+        "",
+        "| section | what | median | baseline, same run | target | verdict | runs |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        cells = [row.section, row.what, row.result, row.baseline, row.target, row.verdict, str(row.runs)]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    notes = [f"- {row.what}: {row.note}" for row in rows if row.note]
+    if notes:
+        lines += ["", *notes]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5, help="samples per figure (create + drop takes 5x this)")
+    parser.add_argument("--suite-runs", type=int, default=3, help="runs of the whole test suite each way (0 skips)")
+    parser.add_argument("--out", type=Path, default=HERE / "results.md", help="where to write the table")
+    args = parser.parse_args(argv)
+
+    from harness.flow.database import migrate
+    from harness.postgres import DatabaseFactory, start_cluster
+
+    started = time.perf_counter()
+    rows: list[Row] = []
+    cluster = start_cluster()
+    try:
+        factory = DatabaseFactory(cluster, prepare_template=migrate)
+        for name, section in (
+            ("disposable database", lambda: disposable_rows(args.runs, factory)),
+            ("persistence", lambda: persistence_rows(args.runs + 2, factory)),
+            ("replay", lambda: replay_rows(args.runs, factory)),
+        ):
+            print(f"measuring {name} ...", file=sys.stderr, flush=True)
+            rows += section()
+        provider = cluster.info.provider
+    finally:
+        cluster.stop()
+    for name, section in (
+        ("start-up", lambda: startup_rows(args.runs * 2)),
+        ("time to verdict", lambda: verdict_rows(max(3, args.runs // 2))),
+        ("test suite", lambda: suite_rows(args.suite_runs) if args.suite_runs > 0 else []),
+    ):
+        print(f"measuring {name} ...", file=sys.stderr, flush=True)
+        rows += section()
+
+    load = os.getloadavg()
+    header = (
+        f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {platform.node() or 'this machine'}: "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, PostgreSQL from {provider}, "
+        f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min), "
+        f"benchmark took {time.perf_counter() - started:.0f} s."
+    )
+    table = render(rows, header)
+    args.out.write_text(table)
+    args.out.with_suffix(".json").write_text(json.dumps([asdict(row) for row in rows], indent=1) + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
