@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -195,9 +196,11 @@ def _count_commits(session_factory: Any) -> dict[str, int]:
     from sqlalchemy import event
 
     counts: dict[str, int] = {}
+    units = itertools.count(1)
 
     def after_commit(session: Any) -> None:
-        key = str(id(session))
+        # Keyed by a token kept on the session itself: id() values are reused once a session is gone.
+        key = session.info.setdefault("harness_unit_of_work", f"unit-{next(units)}")
         counts[key] = counts.get(key, 0) + 1
 
     event.listen(session_factory, "after_commit", after_commit)

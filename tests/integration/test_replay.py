@@ -19,6 +19,10 @@ from .test_cli import ROOT, harness
 CASSETTES = ROOT / "cassettes"
 
 
+def _findings(cassette: dict) -> list[dict]:
+    return [finding for check in cassette["report"]["checks"] for finding in check["findings"]]
+
+
 def _copy(tmp_path: Path, name: str) -> Path:
     target = tmp_path / f"{name}.yaml"
     shutil.copy(CASSETTES / f"{name}.yaml", target)
@@ -39,6 +43,9 @@ def test_every_committed_cassette_replays_to_its_expected_verdict() -> None:
     report = json.loads(result.stdout)
     assert report["mismatched"] == 0
     assert {c["name"] for c in report["cassettes"]} == {s.name for s in SCENARIOS}
+    # Our flow commits each unit of work exactly once, also when a batch fails: no double-commit warning.
+    double_commits = [c["name"] for c in report["cassettes"] for f in _findings(c) if f["id"] == "PERSIST009"]
+    assert double_commits == []
 
 
 def test_committed_cassettes_match_the_scenarios_that_made_them() -> None:
