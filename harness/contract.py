@@ -349,14 +349,8 @@ def plan_problems(plan: MasterPlan, *, token_range: tuple[int, int] = ATOMIC_TOK
         )
 
     # With duplicate numbers the graph is ambiguous (which task does "depends on 7" mean?): no cycle verdict.
-    cycle = None if duplicates else _find_cycle({t.task_number: [d for d in t.depends_on if d in seen] for t in tasks})
-    if cycle:
-        path = " -> ".join(str(number) for number in cycle)
-        problems.append(
-            PlanProblem(
-                ProblemKind.DEPENDENCY_CYCLE, f"tasks depend on each other in a cycle: {path}", {"cycle": cycle}
-            )
-        )
+    if not duplicates:
+        problems.extend(_cycle_problems({t.task_number: [d for d in t.depends_on if d in seen] for t in tasks}))
 
     empty = [f"phase {phase.name!r}" for phase in plan.phases if not phase.milestones]
     empty += [
@@ -374,21 +368,36 @@ def plan_problems(plan: MasterPlan, *, token_range: tuple[int, int] = ATOMIC_TOK
             )
         )
 
+    problems.extend(_atomicity_problems(tasks, token_range))
+    return problems
+
+
+def _cycle_problems(graph: dict[int, list[int]]) -> list[PlanProblem]:
+    cycle = _find_cycle(graph)
+    if not cycle:
+        return []
+    path = " -> ".join(str(number) for number in cycle)
+    return [
+        PlanProblem(ProblemKind.DEPENDENCY_CYCLE, f"tasks depend on each other in a cycle: {path}", {"cycle": cycle})
+    ]
+
+
+def _atomicity_problems(tasks: Sequence[Task], token_range: tuple[int, int]) -> list[PlanProblem]:
     low, high = token_range
     outliers = [
         {"task": task.task_number, "estimated_tokens": task.estimated_tokens}
         for task in tasks
         if task.estimated_tokens is not None and not low <= task.estimated_tokens <= high
     ]
-    if outliers:
-        problems.append(
-            PlanProblem(
-                ProblemKind.NOT_ATOMIC,
-                f"{len(outliers)} of {len(tasks)} tasks fall outside {low}-{high} estimated tokens",
-                {"outliers": outliers[:20], "range": [low, high]},
-            )
+    if not outliers:
+        return []
+    return [
+        PlanProblem(
+            ProblemKind.NOT_ATOMIC,
+            f"{len(outliers)} of {len(tasks)} tasks fall outside {low}-{high} estimated tokens",
+            {"outliers": outliers[:20], "range": [low, high]},
         )
-    return problems
+    ]
 
 
 def _find_cycle(graph: dict[int, list[int]]) -> list[int] | None:
@@ -623,26 +632,6 @@ def batch_problems(
             )
         )
     graph = {t.task_number: [d for d in t.depends_on if d in known] for t in [*earlier, *batch]}
-    cycle = _find_cycle(graph)
-    if cycle:
-        path = " -> ".join(str(number) for number in cycle)
-        problems.append(
-            PlanProblem(
-                ProblemKind.DEPENDENCY_CYCLE, f"tasks depend on each other in a cycle: {path}", {"cycle": cycle}
-            )
-        )
-    low, high = token_range
-    outliers = [
-        {"task": t.task_number, "estimated_tokens": t.estimated_tokens}
-        for t in batch
-        if t.estimated_tokens is not None and not low <= t.estimated_tokens <= high
-    ]
-    if outliers:
-        problems.append(
-            PlanProblem(
-                ProblemKind.NOT_ATOMIC,
-                f"{len(outliers)} of {len(batch)} tasks fall outside {low}-{high} estimated tokens",
-                {"outliers": outliers[:20], "range": [low, high]},
-            )
-        )
+    problems.extend(_cycle_problems(graph))
+    problems.extend(_atomicity_problems(batch, token_range))
     return problems

@@ -281,20 +281,26 @@ def check_masterplan_rows(
             )
         )
 
+    findings.extend(_edge_findings(edges, tasks, point, "The saved dependency graph"))
+    return findings
+
+
+def _edge_findings(edges: list[dict[str, Any]], tasks: list[Task], point: str, what: str) -> list[Finding]:
+    """PERSIST004 when the saved (task, depends_on) edges differ from the generated ones."""
     saved_edges = Counter((edge["task"], edge["depends_on"]) for edge in edges)
     generated_edges = Counter((task.task_number, dep) for task in tasks for dep in set(task.depends_on))
-    if saved_edges != generated_edges:
-        missing = sorted((generated_edges - saved_edges).elements())
-        extra = sorted((saved_edges - generated_edges).elements())
-        findings.append(
-            PERSIST004.finding(
-                f"The saved dependency graph has {len(missing)} missing and {len(extra)} extra edge(s).",
-                point=point,
-                missing=[list(edge) for edge in missing[:20]],
-                extra=[list(edge) for edge in extra[:20]],
-            )
+    if saved_edges == generated_edges:
+        return []
+    missing = sorted((generated_edges - saved_edges).elements())
+    extra = sorted((saved_edges - generated_edges).elements())
+    return [
+        PERSIST004.finding(
+            f"{what} has {len(missing)} missing and {len(extra)} extra edge(s).",
+            point=point,
+            missing=[list(edge) for edge in missing[:20]],
+            extra=[list(edge) for edge in extra[:20]],
         )
-    return findings
+    ]
 
 
 def _still_generating(plan: dict[str, Any], point: str) -> list[Finding]:
@@ -415,19 +421,7 @@ def check_batch_rows(
         key=key,
         numbers=numbers,
     )
-    saved_edges = Counter((edge["task"], edge["depends_on"]) for edge in edges)
-    generated_edges = Counter((task.task_number, dep) for task in expected for dep in set(task.depends_on))
-    if saved_edges != generated_edges:
-        missing_edges = sorted((generated_edges - saved_edges).elements())
-        extra = sorted((saved_edges - generated_edges).elements())
-        findings.append(
-            PERSIST004.finding(
-                f"The batch's saved dependencies have {len(missing_edges)} missing and {len(extra)} extra edge(s).",
-                point=point,
-                missing=[list(edge) for edge in missing_edges[:20]],
-                extra=[list(edge) for edge in extra[:20]],
-            )
-        )
+    findings.extend(_edge_findings(edges, expected, point, "The batch's saved dependencies"))
     return findings
 
 
