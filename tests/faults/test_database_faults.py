@@ -132,6 +132,8 @@ def test_server_stopped_during_a_plan_commit_is_retried_and_loses_nothing(
         engine.dispose()
     assert fired == [mode]
     assert run.report.verdict == "pass", run.report.first_failure
+    passed = {(o.check.id, o.point) for o in run.report.outcomes if o.outcome.value == "passed"}
+    assert {("PERSIST001", "masterplan.batch-1"), ("PERSIST003", "masterplan")} <= passed
     retried = [
         a for a in run.observations["attempts"] if a["point"] == "masterplan.batch-1" and a["stage"] == "persist"
     ]
