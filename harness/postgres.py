@@ -225,7 +225,11 @@ class _Backend(Protocol):
 
     def stop(self) -> None: ...
 
-    def restart(self) -> None: ...
+    def restart(self, mode: str = "fast") -> None: ...
+
+
+#: How :meth:`DisposableCluster.restart` stops the server (``kill`` is SIGKILL to the process group).
+_STOP_SIGNALS = {"fast": signal.SIGINT, "immediate": signal.SIGQUIT, "kill": signal.SIGKILL}
 
 
 class DisposableCluster:
@@ -330,11 +334,18 @@ class DisposableCluster:
         with self._lock:
             self._created.discard(name)
 
-    def restart(self) -> None:
-        """Stop and start the server, keeping data and port; :class:`ClusterNotOwned` if it is not ours."""
+    def restart(self, mode: str = "fast") -> None:
+        """Stop and start the server, keeping data and port; :class:`ClusterNotOwned` if it is not ours.
+
+        ``mode`` is how the server stops: ``"fast"`` (sessions rolled back, checkpoint),
+        ``"immediate"`` (no checkpoint: crash recovery on start) or ``"kill"`` (SIGKILL to
+        the postmaster and every backend) — the ways a server can go away mid-transaction.
+        """
+        if mode not in _STOP_SIGNALS:
+            raise ValueError(f"unknown stop mode {mode!r}; expected one of {', '.join(_STOP_SIGNALS)}")
         if self._stopped:
             raise PostgresError("cluster is stopped")
-        self._backend.restart()
+        self._backend.restart(mode)
         self._close_admin()
 
     def stop(self) -> None:
@@ -496,7 +507,7 @@ class _ExternalServer:
     def stop(self) -> None:
         pass
 
-    def restart(self) -> None:
+    def restart(self, mode: str = "fast") -> None:
         raise ClusterNotOwned("the cluster is an external server (HARNESS_TEST_DATABASE_URL); it cannot be restarted")
 
 
@@ -543,7 +554,7 @@ class _Container:
     def stop(self) -> None:
         self._container.stop()
 
-    def restart(self) -> None:
+    def restart(self, mode: str = "fast") -> None:
         raise ClusterNotOwned("restarting a Docker cluster is not supported (its port would change)")
 
 
@@ -1033,12 +1044,12 @@ class _LocalServer:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
 
-    def _stop_process(self) -> None:
+    def _stop_process(self, signum: int = signal.SIGINT) -> None:
         process = self.process
         if process is None or process.poll() is not None:
             return
         try:
-            process.send_signal(signal.SIGINT)  # "fast" shutdown: roll back sessions, checkpoint, exit
+            process.send_signal(signum)  # SIGINT "fast": roll back sessions, checkpoint, exit; SIGQUIT "immediate"
             process.wait(TIMEOUTS.postgres_stop)
         except subprocess.TimeoutExpired:
             self._kill()
@@ -1053,11 +1064,14 @@ class _LocalServer:
             pass
         process.wait()
 
-    def restart(self) -> None:
+    def restart(self, mode: str = "fast") -> None:
         with self._lock:
             if self._removed:
                 raise PostgresError("cluster is stopped")
-            self._stop_process()
+            if mode == "kill":
+                self._kill()
+            else:
+                self._stop_process(_STOP_SIGNALS[mode])
             try:
                 self.start()
             except _ServerFailed as exc:

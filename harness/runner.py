@@ -25,10 +25,12 @@ from probes import CLASSIFIERS, auth, db, env, llm, persist
 from probes.core import STAGE_NEEDS, Check, Level, Recorder, Report, Stage, StageFailed
 from probes.points import FLOW_POINTS, ProbeHooks, mark_unreached
 
-__all__ = ["FLOW_STAGES", "FlowRequest", "FlowRun", "LLMMode", "RunOptions", "run_flow"]
+__all__ = ["FLOW_STAGES", "NO_EVENT_SINK", "FlowRequest", "FlowRun", "LLMMode", "RunOptions", "run_flow"]
 
 #: Stages whose checks only the flow itself can run.
 FLOW_STAGES = frozenset({Stage.LLM, Stage.PARSE, Stage.PERSIST})
+#: Pass as ``run_flow(..., events=NO_EVENT_SINK)`` to run the flow without any event sink (a fault).
+NO_EVENT_SINK: Any = object()
 
 
 class LLMMode(str, enum.Enum):
@@ -166,9 +168,9 @@ def _preflight(recorder: Recorder, settings: Settings, request: FlowRequest, opt
         (Stage.DB, db.CHECKS[:-1], lambda: _db_stage(recorder, settings)),
         (
             Stage.AUTH,
-            auth.CHECKS[:-1],
+            auth.IDENTITY_CHECKS,
             lambda: recorder.run_checks(
-                Stage.AUTH, "auth", [(auth.CHECKS[:-1], lambda: auth.check_identity(identity, options.token_error))]
+                Stage.AUTH, "auth", [(auth.IDENTITY_CHECKS, lambda: auth.check_identity(identity, options.token_error))]
             ),
         ),
     ]
@@ -238,6 +240,7 @@ async def _run_command(
     except StageFailed:
         pass  # recorded already; the report says where the flow stopped
     finally:
+        hooks.judge_progress()
         run.discovery_id, run.masterplan_id = result.discovery_id, result.masterplan_id
         if engine is not None:
             engine.dispose()
@@ -257,7 +260,7 @@ def _run_whole_flow(
     from harness.flow.events import CollectingSink
     from harness.flow.llm import build_clients
 
-    sink = events if events is not None else CollectingSink()
+    sink = None if events is NO_EVENT_SINK else events if events is not None else CollectingSink()
 
     async def command() -> dict[str, int]:
         llm_clients = clients if clients is not None else build_clients(settings)

@@ -22,8 +22,10 @@ __all__ = [
     "AUTH001",
     "AUTH002",
     "AUTH003",
+    "AUTH004",
     "AUTH900",
     "CHECKS",
+    "IDENTITY_CHECKS",
     "Identity",
     "TokenInvalid",
     "check_identity",
@@ -54,11 +56,21 @@ AUTH003 = Check(
     "bearer token valid",
     "The token's signature, format or expiry is wrong: issue a fresh token, and check both sides use the same secret.",
 )
+AUTH004 = Check(
+    "AUTH004",
+    Stage.AUTH,
+    Level.WARNING,
+    "progress events reach the session",
+    "The command ran without an event sink, so the user's session never hears of progress, the saved plan or a "
+    "failure: pass the WebSocket manager (events=) to the chat commands.",
+)
 AUTH900 = Check(
     "AUTH900", Stage.AUTH, Level.ERROR, "request accepted", "The command rejected the request; see the evidence."
 )
 
-CHECKS = (AUTH001, AUTH002, AUTH003, AUTH900)
+#: The checks of the request's identity, run before the flow starts.
+IDENTITY_CHECKS = (AUTH001, AUTH002, AUTH003)
+CHECKS = (AUTH001, AUTH002, AUTH003, AUTH004, AUTH900)
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,17 @@ from contextlib import contextmanager
 from typing import Any
 
 from harness.config import TIMEOUTS, Timeouts
-from probes import llm, parse, persist
+from probes import auth, llm, parse, persist
 from probes.core import Check, Recorder, Stage
 from probes.llm import LLMExchangeLike
 
 __all__ = ["FLOW_POINTS", "SINGLE_CALL_POINTS", "ProbeHooks", "mark_unreached"]
 
+#: The chat command's own point: the identity is checked and the event sink looked for.
+CHAT_POINT = "chat"
+
 _DISCOVERY_POINTS: tuple[tuple[Stage, str, tuple[Check, ...]], ...] = (
+    (Stage.AUTH, CHAT_POINT, (auth.AUTH004,)),
     (Stage.LLM, "discovery", (llm.CALL_ANSWERED, *llm.ANSWER_CHECKS)),
     (Stage.PARSE, "discovery", parse.DOCUMENT_CHECKS),
     (Stage.PERSIST, "discovery", persist.DISCOVERY_CHECKS + (persist.PERSIST005,)),
@@ -78,12 +82,17 @@ class ProbeHooks:
         self._parsed: dict[str, Any] = {}
         #: Tasks of the batches saved so far, in order (batched generation).
         self._tasks: list[Any] = []
+        #: The point whose auth step passed (the command started), and whether it had no event sink.
+        self._command_point: str | None = None
+        self._sink_missing = False
 
     @contextmanager
     def step(self, stage: str, point: str) -> Iterator[None]:
         """Attribute any exception inside to ``stage``; a step with no other hook passes its checks on exit."""
         with self.recorder.point(Stage(stage), point, attributes=_STEP_CHECKS.get((stage, point), ())):
             yield
+        if stage == Stage.AUTH.value:
+            self._command_point = point
 
     def llm_answered(self, point: str, answer: LLMExchangeLike) -> None:
         """Record the exchange, judge it, then parse the answer independently of the flow."""
@@ -192,8 +201,20 @@ class ProbeHooks:
         )
 
     def progress_unobserved(self, point: str) -> None:
-        """No event sink: progress never reaches the user (reported by a later check)."""
+        """No event sink: progress never reaches the user (AUTH004, a warning)."""
         self.recorder.observe("events.sink_missing", True)
+        self._sink_missing = True
+        finding = auth.AUTH004.finding(
+            "The command has no event sink: progress events are never emitted to the session.",
+            point=point,
+            events_emitted=0,
+        )
+        self.recorder.record_findings((auth.AUTH004,), point, [finding])
+
+    def judge_progress(self) -> None:
+        """Once the command has ended: a command that started with an event sink passes AUTH004."""
+        if self._command_point is not None and not self._sink_missing:
+            self.recorder.record_findings((auth.AUTH004,), self._command_point, [])
 
 
 def mark_unreached(recorder: Recorder) -> None:

@@ -1,0 +1,215 @@
+"""Database faults injected into real PostgreSQL: statement timeout, slots exhausted, the server going away mid-commit.
+
+The faults that stop or fill a server run on a cluster of their own (started once for this
+module), so the session's shared cluster is never disturbed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import event
+
+from harness.config import Retries, sqlalchemy_url
+from harness.flow.database import make_engine, make_session_factory, migrate
+from harness.flow.models import MasterPlanTask
+from harness.postgres import DatabaseFactory, PostgresUnavailable, start_cluster
+from harness.recording import content
+from harness.recording.scenarios import batch_texts, skeleton_of
+from harness.recording.wire_server import EmbeddingReply, MessageReply, WireScript
+from harness.runner import FlowRequest, RunOptions, run_flow
+
+KIND = "task_manager"
+
+
+def _healthy_script() -> WireScript:
+    plan = content.masterplan_for(KIND)
+    return WireScript(
+        anthropic=[
+            MessageReply(content.render_reply(content.discovery_for(KIND), "fenced")),
+            MessageReply(json.dumps(skeleton_of(plan))),
+            *[MessageReply(text) for text in batch_texts(plan)],
+        ],
+        openai=[EmbeddingReply()],
+    )
+
+
+def _request() -> FlowRequest:
+    return FlowRequest(content.request_for(KIND), "user-1", "sid-1")
+
+
+def _dsn(database_url: str) -> str:
+    return sqlalchemy_url(database_url).replace("+psycopg", "")
+
+
+def _query(database_url: str, statement: str) -> list[tuple]:
+    with psycopg.connect(_dsn(database_url), connect_timeout=2) as connection:
+        return connection.execute(statement).fetchall()
+
+
+@pytest.fixture(scope="module")
+def own_cluster() -> Iterator[Any]:
+    """A cluster of this module's own, which its tests may stop, kill and fill."""
+    try:
+        cluster = start_cluster()
+    except PostgresUnavailable as exc:
+        pytest.fail(f"no disposable PostgreSQL could be started: {exc}", pytrace=False)
+    with cluster:
+        if not cluster.owns_server:
+            pytest.skip("the test cluster is not ours to stop (external server or Docker)")
+        yield cluster
+
+
+@pytest.fixture
+def own_database_url(own_cluster: Any) -> Iterator[str]:
+    """A fresh migrated database on the module's own cluster."""
+    factory = DatabaseFactory(own_cluster, prepare_template=migrate)
+    url = factory.new_database()
+    try:
+        yield url
+    finally:
+        factory.drop(url)
+
+
+@pytest.mark.slow
+def test_statement_timeout_on_the_save_is_persist006_with_sqlstate(stand_in_apis, flow_database_url) -> None:
+    """A save blocked past statement_timeout is PERSIST006 (kind canceled, SQLSTATE 57014); nothing is saved.
+
+    Mapped to the existing PERSIST006 ("save committed without a database error"): the evidence's
+    SQLSTATE and kind tell a timeout apart, and the hint (read the SQLSTATE) fits.
+    """
+    name = _dsn(flow_database_url).rsplit("/", 1)[1].split("?")[0]
+    with psycopg.connect(_dsn(flow_database_url), autocommit=True, connect_timeout=2) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" SET statement_timeout = 300')
+    with psycopg.connect(_dsn(flow_database_url), connect_timeout=2) as locker:
+        locker.execute("LOCK TABLE discovery_documents IN SHARE MODE")  # readers pass, the INSERT waits
+        run = run_flow(stand_in_apis(_healthy_script(), flow_database_url), _request())
+        locker.rollback()
+    first = run.report.first_failure
+    assert (first.stage.value, first.id, first.point) == ("persist", "PERSIST006", "discovery")
+    assert first.evidence["sqlstate"] == "57014"
+    assert "canceled" in first.message and "statement timeout" in first.evidence["error"]
+    assert _query(flow_database_url, "SELECT count(*) FROM discovery_documents") == [(0,)]
+
+
+def _stop_server_during_first_batch_commit(own_cluster: Any, factory: Any, mode: str) -> list[str]:
+    """Stop the server (``mode``) once the first batch's tasks are flushed but not committed."""
+    fired: list[str] = []
+
+    def after_flush(session: Any, flush_context: Any) -> None:
+        if not fired and any(isinstance(obj, MasterPlanTask) for obj in session.new):
+            fired.append(mode)
+            own_cluster.restart(mode)  # down and back up: this transaction's connection is gone
+
+    event.listen(factory, "after_flush", after_flush)
+    return fired
+
+
+def _durable(database_url: str) -> None:
+    """Commits that survive a crash: the test cluster runs with synchronous_commit=off, which may lose them."""
+    name = _dsn(database_url).rsplit("/", 1)[1].split("?")[0]
+    with psycopg.connect(_dsn(database_url), autocommit=True, connect_timeout=2) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = on')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["fast", "immediate", "kill"])
+def test_server_stopped_during_a_plan_commit_is_retried_and_loses_nothing(
+    stand_in_apis, own_cluster, own_database_url, mode
+) -> None:
+    """Server stopped mid-commit (fast, immediate, SIGKILL): the batch is redone on a new connection, plan complete."""
+    _durable(own_database_url)
+    engine = make_engine(own_database_url)
+    sessions = make_session_factory(engine)
+    fired = _stop_server_during_first_batch_commit(own_cluster, sessions, mode)
+    try:
+        run = run_flow(stand_in_apis(_healthy_script(), own_database_url), _request(), session_factory=sessions)
+    finally:
+        engine.dispose()
+    assert fired == [mode]
+    assert run.report.verdict == "pass", run.report.first_failure
+    passed = {(o.check.id, o.point) for o in run.report.outcomes if o.outcome.value == "passed"}
+    assert {("PERSIST001", "masterplan.batch-1"), ("PERSIST003", "masterplan")} <= passed
+    retried = [
+        a for a in run.observations["attempts"] if a["point"] == "masterplan.batch-1" and a["stage"] == "persist"
+    ]
+    assert [a["outcome"] for a in retried] == ["retry", "ok"]
+    assert retried[0]["error_type"] == "OperationalError"
+    expected = sum(1 for _ in content.iter_tasks(content.masterplan_for(KIND)))
+    assert _query(own_database_url, "SELECT status::text, total_tasks FROM masterplans") == [("draft", expected)]
+    assert _query(own_database_url, "SELECT count(*) FROM masterplan_tasks") == [(expected,)]  # none twice
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["fast", "immediate", "kill"])
+def test_server_stopped_during_a_plan_commit_without_retries_leaves_plan_failed(
+    stand_in_apis, own_cluster, own_database_url, mode
+) -> None:
+    """With no retry left, a server stopped mid-commit is PERSIST006 (connection lost); no partial plan is visible."""
+    _durable(own_database_url)
+    engine = make_engine(own_database_url)
+    sessions = make_session_factory(engine)
+    fired = _stop_server_during_first_batch_commit(own_cluster, sessions, mode)
+    settings = stand_in_apis(_healthy_script(), own_database_url).with_overrides(retries=Retries(attempts=1))
+    try:
+        run = run_flow(settings, _request(), session_factory=sessions)
+    finally:
+        engine.dispose()
+    assert fired == [mode]
+    first = run.report.first_failure
+    assert (first.stage.value, first.id, first.point) == ("persist", "PERSIST006", "masterplan.batch-1")
+    assert "connection_lost" in first.message, first.message
+    ((status, failed_batch, error),) = _query(
+        own_database_url, "SELECT status::text, failed_batch, error_message FROM masterplans"
+    )
+    assert (status, failed_batch) == ("failed", 1) and error.startswith("batch 1:")
+    assert _query(own_database_url, "SELECT count(*) FROM masterplan_tasks") == [(0,)]
+    assert _query(own_database_url, "SELECT count(*) FROM masterplans WHERE status = 'draft'") == [(0,)]
+
+
+@pytest.mark.slow
+def test_canary_cleanup_holds_after_the_server_was_killed(stand_in_apis, own_cluster, own_database_url) -> None:
+    """A canary run whose server is killed mid-commit still removes every row it wrote once the server is back."""
+    engine = make_engine(own_database_url)
+    sessions = make_session_factory(engine)
+    _stop_server_during_first_batch_commit(own_cluster, sessions, "kill")
+    _durable(own_database_url)
+    try:
+        run = run_flow(
+            stand_in_apis(_healthy_script(), own_database_url).with_overrides(retries=Retries(attempts=1)),
+            _request(),
+            session_factory=sessions,
+            options=RunOptions(canary=True),
+        )
+    finally:
+        engine.dispose()
+    assert run.report.verdict == "persist:PERSIST006"
+    assert [o.outcome.value for o in run.report.outcomes if o.check.id == "PERSIST008"] == ["passed"]
+    for table in ("discovery_documents", "masterplans", "masterplan_phases", "masterplan_tasks"):
+        assert _query(own_database_url, f"SELECT count(*) FROM {table}") == [(0,)], table
+
+
+@pytest.mark.slow
+def test_server_out_of_connection_slots_is_db010(stand_in_apis, own_cluster, own_database_url) -> None:
+    """Every slot of max_connections taken: the db stage fails with DB010 and SQLSTATE 53300; no LLM call is made."""
+    held: list[psycopg.Connection] = []
+    try:
+        while True:
+            try:
+                held.append(psycopg.connect(_dsn(own_database_url), connect_timeout=2))
+            except psycopg.OperationalError as exc:
+                assert "too many clients" in str(exc) or "reserved" in str(exc), exc
+                break
+            assert len(held) < 200, "max_connections never reached"
+        run = run_flow(stand_in_apis(WireScript(), own_database_url), _request())
+    finally:
+        for connection in held:
+            connection.close()
+    first = run.report.first_failure
+    assert (first.stage.value, first.id) == ("db", "DB010")
+    assert "too many clients" in first.evidence["error"]
+    assert not run.events
