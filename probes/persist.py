@@ -450,6 +450,14 @@ def classify(exc: BaseException, point: str) -> Finding:
 
     if isinstance(exc, DetachedInstanceError):
         return PERSIST005.finding(f"An object was used after its session closed: {exc}", point=point)
+    if type(exc).__name__ == "CommittedRowsMissing":  # the flow's own error, recognised by name
+        return PERSIST001.finding(
+            f"Rows committed earlier in this generation are gone: {getattr(exc, 'what', 'a row')}.",
+            point=point,
+            missing=getattr(exc, "what", None),
+            key=str(getattr(exc, "masterplan_id", "")),
+            error=str(exc)[:300],
+        )
     failure = describe_db_error(exc)
     if failure is not None:
         return PERSIST006.finding(

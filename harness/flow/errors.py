@@ -5,6 +5,7 @@
     FlowError
     ├── MissingIdentity        the request has no user id or no session id
     ├── MissingCredentials     an LLM call was needed but its API key is not set
+    ├── CommittedRowsMissing   rows this generation committed earlier are gone
     ├── DiscoveryNotFound      a discovery id that is not in the database
     ├── LLMTruncated           the answer stopped before it was complete
     └── NonJSONResponse        the API answered 200 with something that is not its JSON
@@ -12,7 +13,15 @@
 
 from __future__ import annotations
 
-__all__ = ["DiscoveryNotFound", "FlowError", "LLMTruncated", "MissingCredentials", "MissingIdentity", "NonJSONResponse"]
+__all__ = [
+    "CommittedRowsMissing",
+    "DiscoveryNotFound",
+    "FlowError",
+    "LLMTruncated",
+    "MissingCredentials",
+    "MissingIdentity",
+    "NonJSONResponse",
+]
 
 
 class FlowError(Exception):
@@ -61,3 +70,19 @@ class MissingCredentials(FlowError):
     def __init__(self, variable: str) -> None:
         super().__init__(f"{variable} is not set")
         self.variable = variable
+
+
+class CommittedRowsMissing(FlowError):
+    """Rows committed earlier in this generation are no longer there.
+
+    Seen when a server that runs with ``synchronous_commit = off`` crashes: it may lose
+    transactions it had already reported committed.
+    """
+
+    def __init__(self, masterplan_id: object, what: str) -> None:
+        super().__init__(
+            f"{what} of masterplan {masterplan_id}, committed earlier, is gone: the database lost a committed "
+            "transaction (a crash with synchronous_commit=off?) or something else deleted it"
+        )
+        self.masterplan_id = masterplan_id
+        self.what = what

@@ -48,7 +48,7 @@ from harness.contract import (
 from harness.flow.batching import Batch, plan_batches
 from harness.flow.database import session_scope
 from harness.flow.discovery import ensure_complete
-from harness.flow.errors import DiscoveryNotFound
+from harness.flow.errors import CommittedRowsMissing, DiscoveryNotFound
 from harness.flow.examples import EXAMPLE_PLANS, closest
 from harness.flow.hooks import FlowHooks, LLMAnswer, NoHooks
 from harness.flow.llm import LLMClients, embed, stream_message
@@ -478,6 +478,8 @@ class MasterPlanGenerator:
             for phase_index, phase in enumerate(skeleton.phases, start=1):
                 for milestone_index, milestone in enumerate(phase.milestones, start=1):
                     key = (phase.phase_number or phase_index, milestone.milestone_number or milestone_index)
+                    if key not in milestones:
+                        raise CommittedRowsMissing(masterplan_id, f"milestone {key[1]} of phase {key[0]}")
                     owners[len(owners)] = milestones[key]
             slots = _slot_owner(skeleton)
             by_number: dict[int, MasterPlanTask] = {}
@@ -639,7 +641,7 @@ def _reject_blocking(problems: list) -> None:
 def _locked(session: Session, masterplan_id: uuid.UUID) -> MasterPlanRow:
     row = session.get(MasterPlanRow, masterplan_id, with_for_update=True)
     if row is None:
-        raise LookupError(f"masterplan {masterplan_id} vanished while it was being generated")
+        raise CommittedRowsMissing(masterplan_id, "the plan row")
     return row
 
 

@@ -175,3 +175,35 @@ def test_plan_marked_complete_before_its_batches_arrived_is_persist010(postgres_
     findings = persist.check_batch_rows(url, run.masterplan_id, list(tasks), "masterplan.batch-1")
     (finding,) = [f for f in findings if f.id == "PERSIST010"]
     assert finding.evidence["status"] == "draft" and finding.point == "masterplan.batch-1"
+
+
+def test_rows_lost_after_commit_are_persist001() -> None:
+    """Rows a generation committed earlier and no longer finds are a readback failure, naming what is gone."""
+    from harness.flow.errors import CommittedRowsMissing
+
+    finding = persist.classify(CommittedRowsMissing("plan-1", "milestone 1 of phase 1"), "masterplan.batch-2")
+    assert (finding.id, finding.point) == ("PERSIST001", "masterplan.batch-2")
+    assert finding.evidence["missing"] == "milestone 1 of phase 1"
+
+
+@pytest.mark.slow
+def test_batch_save_after_the_skeleton_vanished_raises_committed_rows_missing(postgres_cluster, saved) -> None:
+    """A batch saved against a plan whose milestones are gone stops with CommittedRowsMissing, not a KeyError."""
+    from harness.config import DEFAULT_MODELS
+    from harness.contract import PlanSkeleton
+    from harness.flow.batching import plan_batches
+    from harness.flow.errors import CommittedRowsMissing
+    from harness.flow.masterplan import MasterPlanGenerator
+    from harness.recording.scenarios import skeleton_of
+
+    url, run = saved
+    _sql(postgres_cluster, url, "DELETE FROM masterplan_tasks; DELETE FROM masterplan_milestones")
+    skeleton = PlanSkeleton.model_validate(skeleton_of(content.masterplan_for(KIND)))
+    batch = plan_batches(skeleton, DEFAULT_MODELS.batch_max_tasks)[0]
+    engine = create_engine(sqlalchemy_url(url))
+    try:
+        generator = MasterPlanGenerator(None, sessionmaker(bind=engine, expire_on_commit=False), models=DEFAULT_MODELS)
+        with pytest.raises(CommittedRowsMissing, match="milestone 1 of phase 1"):
+            generator._save_batch(run.masterplan_id, skeleton, batch, [], None)
+    finally:
+        engine.dispose()
