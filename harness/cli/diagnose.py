@@ -156,14 +156,18 @@ def diagnose(
     if mode is LLMMode.REPLAY:
         from harness.cassettes import CassetteError, load_meta, replaying
 
+        from harness.replay import recorded_models
+
         path = cassette or _bundled_cassette()
         try:
             meta = load_meta(path)
+            models = recorded_models(meta, settings.models)  # replay sends the requests the cassette recorded
         except CassetteError as exc:
             raise UsageProblem(str(exc)) from None
         request = FlowRequest(meta.request, user_id, session_id)
         # Replayed answers stand in for the APIs: the SDKs need keys to build, none leaves the machine.
         settings = settings.with_overrides(
+            models=models,
             anthropic_api_key=settings.anthropic_api_key or "sk-ant-replay-0000000000000000",
             openai_api_key=settings.openai_api_key or "sk-replay-00000000000000000000",
             anthropic_base_url=None,

@@ -43,8 +43,13 @@ def replay(ctx: click.Context, paths: tuple[Path, ...], output_format: str, repo
     from harness.cassettes import CassetteError, discover_cassettes, load_meta
 
     targets = list(paths) or [Path("cassettes")]
+    from harness.config import DEFAULT_MODELS
+    from harness.replay import recorded_models
+
     try:
         metas = [load_meta(path) for path in discover_cassettes(targets)]
+        for meta in metas:
+            recorded_models(meta, DEFAULT_MODELS)  # a bad generation mode is bad input, found before anything runs
     except CassetteError as exc:
         raise UsageProblem(str(exc)) from None
 

@@ -75,6 +75,15 @@ def test_unknown_check_id_is_bad_usage() -> None:
         (lambda tmp: tmp, "holds no cassette"),
         (lambda tmp: (tmp / "x.yaml").write_text("- not\n- a cassette\n") and tmp / "x.yaml", "not a vcrpy cassette"),
         (lambda tmp: (tmp / "x.yaml").write_text("a: [\n") and tmp / "x.yaml", "not valid YAML"),
+        (
+            lambda tmp: (
+                (tmp / "x.yaml").write_text(
+                    "interactions: []\nmetadata: {harness: {name: x, request: r, expect: pass, generation_mode: turbo}}\n"
+                )
+                and tmp / "x.yaml"
+            ),
+            "unknown generation_mode 'turbo'",
+        ),
     ],
 )
 def test_replay_bad_paths_exit_2_with_one_line(tmp_path: Path, make, expected: str) -> None:

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
+from harness.cassettes import load_meta
 from harness.config import sqlalchemy_url
 from harness.recording.scenarios import healthy_script
 from harness.recording.wire_server import EmbeddingReply, ErrorReply, MessageReply, WireScript, WireServer
@@ -58,8 +59,10 @@ def test_healthy_environment_passes_every_stage_and_leaves_no_rows(flow_database
 )
 def test_failing_runs_still_remove_their_canary_rows(flow_database_url: str, cassette: str) -> None:
     """A run that fails at parse or llm after writing rows still deletes them, and says so."""
-    result, report = _diagnose(flow_database_url, *IDS, "--cassette", str(ROOT / "cassettes" / f"{cassette}.yaml"))
+    path = ROOT / "cassettes" / f"{cassette}.yaml"
+    result, report = _diagnose(flow_database_url, *IDS, "--cassette", str(path))
     assert result.returncode == 1
+    assert report["verdict"] == load_meta(path).expect  # the cassette replays as recorded (mode and limits too)
     cleanup = next(c for c in report["checks"] if c["id"] == "PERSIST008")
     assert cleanup["outcome"] == "passed"
     assert _canaries(flow_database_url) == 0
