@@ -163,6 +163,7 @@ def _preflight(recorder: Recorder, settings: Settings, request: FlowRequest, opt
                 "env",
                 [(env.CHECKS[:-1], lambda: env.check_settings(settings))],
                 timeout=settings.timeouts.probe,
+                gates=0,  # each setting is judged on its own
             ),
         ),
         (Stage.DB, db.CHECKS[:-1], lambda: _db_stage(recorder, settings)),
@@ -170,7 +171,10 @@ def _preflight(recorder: Recorder, settings: Settings, request: FlowRequest, opt
             Stage.AUTH,
             auth.IDENTITY_CHECKS,
             lambda: recorder.run_checks(
-                Stage.AUTH, "auth", [(auth.IDENTITY_CHECKS, lambda: auth.check_identity(identity, options.token_error))]
+                Stage.AUTH,
+                "auth",
+                [(auth.IDENTITY_CHECKS, lambda: auth.check_identity(identity, options.token_error))],
+                gates=1,
             ),
         ),
     ]
@@ -291,7 +295,7 @@ def _ping(recorder: Recorder, settings: Settings) -> None:
         return findings + llm.check_model_current(settings.models.generation)
 
     try:
-        recorder.run_checks(Stage.LLM, "ping", [(llm.PING_CHECKS, anthropic_ping)])
+        recorder.run_checks(Stage.LLM, "ping", [(llm.PING_CHECKS, anthropic_ping)], gates=1)
     except StageFailed:
         return
     if settings.openai_api_key:

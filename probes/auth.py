@@ -69,7 +69,8 @@ AUTH900 = Check(
 )
 
 #: The checks of the request's identity, run before the flow starts.
-IDENTITY_CHECKS = (AUTH001, AUTH002, AUTH003)
+#: The identity checks, token first: a token that does not verify leaves both ids undecided.
+IDENTITY_CHECKS = (AUTH003, AUTH001, AUTH002)
 CHECKS = (AUTH001, AUTH002, AUTH003, AUTH004, AUTH900)
 
 

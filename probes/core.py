@@ -303,13 +303,17 @@ class Recorder:
         checks: Iterable[tuple[Sequence[Check], CheckFn]],
         *args: Any,
         timeout: float | None = None,
+        gates: int | None = None,
     ) -> list[Finding]:
         """Run each check function at ``point``; record one outcome per declared check.
 
         A check function declares the checks it can emit; each declared check that it
-        did not emit a finding for has passed. With ``timeout``, a check function that
-        has not returned in time is a finding of its stage. Raises :class:`StageFailed`
-        on failure.
+        did not emit a finding for has passed — unless a *gate* failed first. The first
+        ``gates`` declared checks (default: all of them) are gates: when one fails, the
+        declared checks after it were never decided and are recorded as blocked. A
+        failure the function did not declare (a crash, a classified exception) leaves
+        every declared check undecided. With ``timeout``, a check function that has not
+        returned in time is a finding of its stage. Raises :class:`StageFailed` on failure.
         """
         found: list[Finding] = []
         for declared, check_fn in checks:
@@ -321,7 +325,7 @@ class Recorder:
             except Exception as exc:  # a check that crashes is a finding of its stage, not a crash
                 findings = [self._classify(stage, exc, point)]
             elapsed = time.perf_counter() - started
-            self._record(declared, point, findings, elapsed)
+            self._record(declared, point, findings, elapsed, gates)
             found.extend(findings)
         self._stop_if_failed(found)
         return found
@@ -369,23 +373,36 @@ class Recorder:
         finding = classifier(exc, point)
         return finding if finding.point else Finding(finding.check, finding.message, point, finding.evidence)
 
-    def _record(self, declared: Sequence[Check], point: str, findings: list[Finding], elapsed: float) -> None:
+    def _record(
+        self,
+        declared: Sequence[Check],
+        point: str,
+        findings: list[Finding],
+        elapsed: float,
+        gates: int | None = None,
+    ) -> None:
         findings = [f if f.point else Finding(f.check, f.message, point, f.evidence) for f in findings]
         by_id: dict[str, list[Finding]] = {}
         for finding in findings:
             by_id.setdefault(finding.id, []).append(finding)
         checks = list(declared) + [f.check for f in findings if f.check not in declared]
-        failed = any(f.level >= self.report.fail_level for f in findings)
+        # Where a failing gate (or an undeclared failure) stops the function, later checks stay undecided.
+        gate_ids = [c.id for c in list(declared)[: len(declared) if gates is None else gates]]
+        declared_ids = [c.id for c in declared]
+        blocking = [
+            f for f in findings if f.level >= self.report.fail_level and (f.id in gate_ids or f.id not in declared_ids)
+        ]
+        undecided_from = min(
+            (declared_ids.index(f.id) + 1 if f.id in declared_ids else 0 for f in blocking), default=len(declared)
+        )
         seen: set[str] = set()
         for check in checks:
             if check.id in seen:
                 continue
             seen.add(check.id)
             mine = tuple(by_id.get(check.id, ()))
-            if not mine and failed:
-                # A sibling check of the same function failed first: this one was never decided.
-                first = next(f for f in findings if f.level >= self.report.fail_level)
-                self.report.outcomes.append(CheckOutcome(check, Outcome.BLOCKED, point, reason=f"by {first.id}"))
+            if not mine and check.id in declared_ids and declared_ids.index(check.id) >= undecided_from:
+                self.report.outcomes.append(CheckOutcome(check, Outcome.BLOCKED, point, reason=f"by {blocking[0].id}"))
                 continue
             if not mine:
                 outcome = Outcome.PASSED

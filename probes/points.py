@@ -98,7 +98,10 @@ class ProbeHooks:
         """Record the exchange, judge it, then parse the answer independently of the flow."""
         self.recorder.observe(f"llm.{point}", llm.exchange_evidence(answer))
         self.recorder.run_checks(
-            Stage.LLM, point, [((llm.CALL_ANSWERED, *llm.ANSWER_CHECKS), lambda: llm.check_answer(answer, point))]
+            Stage.LLM,
+            point,
+            [((llm.CALL_ANSWERED, *llm.ANSWER_CHECKS), lambda: llm.check_answer(answer, point))],
+            gates=0,  # a truncated answer was still an answer
         )
         if point == "discovery":
             checks: tuple[Check, ...] = parse.DOCUMENT_CHECKS
@@ -124,7 +127,8 @@ class ProbeHooks:
                 self.recorder.observe("atomicity.masterplan", parse.plan_atomicity(document))
             return findings
 
-        self.recorder.run_checks(Stage.PARSE, point, [(checks, run_parse)])
+        # JSON found, decoded, contract met: each gates the next; the plan checks are judged side by side.
+        self.recorder.run_checks(Stage.PARSE, point, [(checks, run_parse)], gates=len(parse.DOCUMENT_CHECKS))
 
     def saved(self, point: str, table: str, key: uuid.UUID) -> None:
         """Read the saved row back through a new connection and compare it with the parsed answer."""
@@ -158,7 +162,8 @@ class ProbeHooks:
                 checks, point, "the answer was not parsed by the probe, so there is nothing to compare with"
             )
             return
-        self.recorder.run_checks(Stage.PERSIST, point, [(checks, run)])
+        # No row (PERSIST001) leaves everything else undecided; the other comparisons are side by side.
+        self.recorder.run_checks(Stage.PERSIST, point, [(checks, run)], gates=1)
         if point.startswith(BATCH_POINT_PREFIX) and point != SKELETON_POINT:
             self._tasks.extend(document)
 

@@ -111,6 +111,14 @@ def test_wrong_password_is_db002_and_the_password_appears_nowhere(flow_database_
     assert "Wr0ng-Pa55word-xyz" not in text.stdout + text.stderr and "***" in text.stdout
 
 
+def test_one_missing_setting_does_not_hide_the_others_verdicts() -> None:
+    """With only DATABASE_URL missing, the keys' checks pass: settings are judged one by one."""
+    result = harness("diagnose", "--llm", "off", "--format", "json", *IDS, env={"DATABASE_URL": "", **KEYS})
+    report = json.loads(result.stdout)
+    outcomes = {c["id"]: c["outcome"] for c in report["checks"] if c["stage"] == "env"}
+    assert outcomes["ENV001"] == "failed" and outcomes["ENV002"] == "passed" and outcomes["ENV006"] == "passed"
+
+
 def test_read_only_writes_nothing_and_says_what_it_skipped(flow_database_url: str) -> None:
     """--read-only runs the pre-flight stages and reports the flow's checks as skipped, with why."""
     result, report = _diagnose(flow_database_url, *IDS, "--read-only")

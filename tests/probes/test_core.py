@@ -112,3 +112,39 @@ def test_every_check_id_is_asserted_by_some_test() -> None:
     text = "\n".join(path.read_text() for path in tests.rglob("test_*.py") if path.name != "test_core.py")
     untested = [c.id for c in probes.ALL_CHECKS if not c.id.endswith("900") and c.id not in text]
     assert untested == []
+
+
+def test_independent_checks_pass_beside_a_failure() -> None:
+    """With no gates, a failing check leaves its siblings' own verdicts standing."""
+    recorder = _recorder()
+    with pytest.raises(StageFailed):
+        recorder.run_checks(Stage.PARSE, "p", [((A, B, C), lambda: [C.finding("bad")])], gates=0)
+    assert {o.check.id: o.outcome for o in recorder.report.outcomes} == {
+        "TST001": Outcome.PASSED,
+        "TST002": Outcome.PASSED,
+        "TST003": Outcome.FAILED,
+    }
+
+
+def test_a_failing_gate_blocks_only_the_checks_after_it() -> None:
+    """A gate that fails leaves earlier checks passed and later ones undecided (blocked)."""
+    recorder = _recorder()
+    with pytest.raises(StageFailed):
+        recorder.run_checks(Stage.PARSE, "p", [((A, C, B), lambda: [C.finding("bad")])], gates=2)
+    outcomes = {o.check.id: (o.outcome, o.reason) for o in recorder.report.outcomes}
+    assert outcomes["TST001"] == (Outcome.PASSED, None)
+    assert outcomes["TST003"][0] is Outcome.FAILED
+    assert outcomes["TST002"] == (Outcome.BLOCKED, "by TST003")
+
+
+def test_an_undeclared_failure_leaves_every_declared_check_undecided() -> None:
+    """A crash (classified into a check the function did not declare) blocks all it declared."""
+    recorder = _recorder()
+
+    def crash() -> list:
+        raise ValueError("boom")
+
+    with pytest.raises(StageFailed):
+        recorder.run_checks(Stage.PARSE, "p", [((A, B), crash)], gates=0)
+    outcomes = {o.check.id: o.outcome for o in recorder.report.outcomes}
+    assert outcomes == {"TST001": Outcome.BLOCKED, "TST002": Outcome.BLOCKED, "TST003": Outcome.FAILED}
