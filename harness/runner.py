@@ -133,8 +133,15 @@ def _db_stage(recorder: Recorder, settings: Settings) -> None:
     except StageFailed:
         recorder.skip([c for checks, _ in later for c in checks], "db", "no database connection", blocked=True)
         return
+    #: Checks that judge the flow's tables: undecided while tables are missing.
+    needs_tables = {db.DB006.id, db.DB008.id}
     try:
         for checks, run in later:
+            if needs_tables & {c.id for c in checks} and any(
+                o.check.id == db.DB004.id and o.outcome.value == "failed" for o in recorder.report.outcomes
+            ):
+                recorder.skip(checks, "db", f"by {db.DB004.id}", blocked=True)
+                continue
             try:
                 recorder.run_checks(Stage.DB, "db", [(checks, run)], timeout=settings.timeouts.probe)
             except StageFailed:

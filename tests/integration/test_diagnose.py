@@ -111,6 +111,18 @@ def test_wrong_password_is_db002_and_the_password_appears_nowhere(flow_database_
     assert "Wr0ng-Pa55word-xyz" not in text.stdout + text.stderr and "***" in text.stdout
 
 
+def test_database_without_tables_is_db004_and_column_checks_stay_undecided(postgres_cluster) -> None:
+    """An empty database fails DB004; column and privilege checks are blocked by it, not passed."""
+    name = postgres_cluster.create_database()
+    try:
+        result, report = _diagnose(postgres_cluster.url(name), *IDS, "--stage", "db")
+    finally:
+        postgres_cluster.drop_database(name)
+    outcomes = {c["id"]: (c["outcome"], c["reason"]) for c in report["checks"] if c["stage"] == "db"}
+    assert outcomes["DB004"][0] == "failed"
+    assert outcomes["DB006"] == ("blocked", "by DB004") and outcomes["DB008"] == ("blocked", "by DB004")
+
+
 def test_one_missing_setting_does_not_hide_the_others_verdicts() -> None:
     """With only DATABASE_URL missing, the keys' checks pass: settings are judged one by one."""
     result = harness("diagnose", "--llm", "off", "--format", "json", *IDS, env={"DATABASE_URL": "", **KEYS})
