@@ -24,18 +24,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from harness.recording.wire_server import ANTHROPIC_ERROR_TYPES
+
 __all__ = ["Answer", "LLMFaults", "RecordedCall"]
 
-_ANTHROPIC_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    529: "overloaded_error",
-}
+# The wire format's table of error types per status is decided once, beside the stand-in server.
+_ANTHROPIC_ERROR_TYPES = ANTHROPIC_ERROR_TYPES
 
 #: What an endpoint does with one request: build the response (``api``, request JSON) or raise.
 Answer = Callable[[str, Any], Any]
