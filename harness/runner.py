@@ -251,6 +251,7 @@ async def _run_command(
     except StageFailed:
         pass  # recorded already; the report says where the flow stopped
     finally:
+        hooks.close()
         hooks.judge_progress()
         run.discovery_id, run.masterplan_id = result.discovery_id, result.masterplan_id
         if engine is not None:

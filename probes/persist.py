@@ -25,6 +25,7 @@ __all__ = [
     "DISCOVERY_CHECKS",
     "PLAN_CHECKS",
     "SKELETON_CHECKS",
+    "Readback",
     "check_batch_rows",
     "check_detached",
     "check_discovery_row",
@@ -177,36 +178,93 @@ _PLAN_QUERIES = [
 ]
 
 
-def _readback(database_url: str, timeouts: Timeouts, sql: str, **params: Any) -> list[dict[str, Any]]:
-    return _readback_all(database_url, timeouts, [sql], **params)[0]
+class Readback:
+    """The probes' own connection to ``DATABASE_URL`` for the readbacks of one run.
+
+    Never the flow's: it is opened from the URL by the probe, in autocommit, so every query
+    sees exactly what is committed at that moment — a write that lives only in the flow's
+    transaction, or in another database, is invisible to it. One connection serves every
+    readback of a run (a connection costs more than the queries); a failed query drops it
+    and the next one reconnects.
+    """
+
+    def __init__(self, database_url: str, timeouts: Timeouts = TIMEOUTS) -> None:
+        self.url = database_url
+        self._timeouts = timeouts
+        self._engine: Any = None
+        self._connection: Any = None
+
+    def rows(self, queries: list[str], **params: Any) -> list[list[dict[str, Any]]]:
+        """The rows of each query, in order."""
+        from sqlalchemy import text
+
+        reused = self._connection is not None
+        if not reused:
+            self._open()
+        try:
+            return [[dict(row._mapping) for row in self._connection.execute(text(sql), params)] for sql in queries]
+        except Exception:
+            self.close()
+            if not reused:
+                raise
+        # A connection kept from an earlier readback may have died since (a server restart):
+        # the queries only read, so they are asked once more on a fresh connection.
+        self._open()
+        try:
+            return [[dict(row._mapping) for row in self._connection.execute(text(sql), params)] for sql in queries]
+        except Exception:
+            self.close()
+            raise
+
+    def _open(self) -> None:
+        self._engine = probe_engine(self.url, self._timeouts)
+        self._connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+    def close(self) -> None:
+        """Close the connection (the next query opens a new one)."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
 
 
-def _readback_all(
-    database_url: str, timeouts: Timeouts, queries: list[str], **params: Any
-) -> list[list[dict[str, Any]]]:
-    """Run ``queries`` over one new connection (a connection costs more than the queries)."""
-    from sqlalchemy import text
+Target = str | Readback
+"""Where readbacks go: a URL (one connection per call) or a run's :class:`Readback`."""
 
-    engine = probe_engine(database_url, timeouts)
+
+def _url(target: Target) -> str:
+    return target.url if isinstance(target, Readback) else target
+
+
+def _readback(target: Target, timeouts: Timeouts, sql: str, **params: Any) -> list[dict[str, Any]]:
+    return _readback_all(target, timeouts, [sql], **params)[0]
+
+
+def _readback_all(target: Target, timeouts: Timeouts, queries: list[str], **params: Any) -> list[list[dict[str, Any]]]:
+    """Run ``queries`` over the run's readback connection, or over one new connection for a bare URL."""
+    if isinstance(target, Readback):
+        return target.rows(queries, **params)
+    reader = Readback(target, timeouts)
     try:
-        with engine.connect() as connection:
-            return [[dict(row._mapping) for row in connection.execute(text(sql), params)] for sql in queries]
+        return reader.rows(queries, **params)
     finally:
-        engine.dispose()
+        reader.close()
 
 
-def _not_visible(table: str, key: uuid.UUID, database_url: str, point: str) -> Finding:
+def _not_visible(table: str, key: uuid.UUID, database_url: Target, point: str) -> Finding:
     return PERSIST001.finding(
         f"The {point} row {key} is not visible in {table} through a new connection.",
         point=point,
         table=table,
         key=str(key),
-        target=redact_url(database_url),
+        target=redact_url(_url(database_url)),
     )
 
 
 def check_discovery_row(
-    database_url: str, key: uuid.UUID, expected: Discovery, point: str = "discovery", timeouts: Timeouts = TIMEOUTS
+    database_url: Target, key: uuid.UUID, expected: Discovery, point: str = "discovery", timeouts: Timeouts = TIMEOUTS
 ) -> list[Finding]:
     """The discovery row exists for a new connection and holds what the LLM produced."""
     rows = _readback(database_url, timeouts, "SELECT * FROM discovery_documents WHERE discovery_id = :key", key=key)
@@ -230,7 +288,7 @@ def check_discovery_row(
 
 
 def check_masterplan_rows(
-    database_url: str, key: uuid.UUID, expected: MasterPlan, point: str = "masterplan", timeouts: Timeouts = TIMEOUTS
+    database_url: Target, key: uuid.UUID, expected: MasterPlan, point: str = "masterplan", timeouts: Timeouts = TIMEOUTS
 ) -> list[Finding]:
     """The plan, its children and its dependency graph are there for a new connection, as generated."""
     plans, count_rows, edges = _readback_all(database_url, timeouts, _PLAN_QUERIES, key=key)
@@ -317,7 +375,7 @@ def _still_generating(plan: dict[str, Any], point: str) -> list[Finding]:
 
 
 def check_skeleton_rows(
-    database_url: str, key: uuid.UUID, expected: PlanSkeleton, point: str, timeouts: Timeouts = TIMEOUTS
+    database_url: Target, key: uuid.UUID, expected: PlanSkeleton, point: str, timeouts: Timeouts = TIMEOUTS
 ) -> list[Finding]:
     """The skeleton's plan row, phases and milestones are there for a new connection; the plan is not complete."""
     plans = _readback(database_url, timeouts, "SELECT * FROM masterplans WHERE masterplan_id = :key", key=key)
@@ -368,7 +426,7 @@ def check_skeleton_rows(
 
 
 def check_batch_rows(
-    database_url: str, key: uuid.UUID, expected: list[Task], point: str, timeouts: Timeouts = TIMEOUTS
+    database_url: Target, key: uuid.UUID, expected: list[Task], point: str, timeouts: Timeouts = TIMEOUTS
 ) -> list[Finding]:
     """One batch's tasks and their dependencies are there for a new connection; the plan is not complete yet.
 
@@ -394,7 +452,7 @@ def check_batch_rows(
                 point=point,
                 table="masterplan_tasks",
                 missing=missing[:20],
-                target=redact_url(database_url),
+                target=redact_url(_url(database_url)),
             )
         ]
     findings: list[Finding] = []

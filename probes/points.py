@@ -77,7 +77,8 @@ class ProbeHooks:
 
     def __init__(self, recorder: Recorder, database_url: str, *, timeouts: Timeouts = TIMEOUTS) -> None:
         self.recorder = recorder
-        self._database_url = database_url
+        #: The probes' own connection for every readback of this run (never the flow's).
+        self._reader = persist.Readback(database_url, timeouts)
         self._timeouts = timeouts
         self._parsed: dict[str, Any] = {}
         #: Tasks of the batches saved so far, in order (batched generation).
@@ -140,22 +141,22 @@ class ProbeHooks:
             checks: tuple[Check, ...] = persist.DISCOVERY_CHECKS
 
             def run() -> list:
-                return persist.check_discovery_row(self._database_url, key, document, point, self._timeouts)
+                return persist.check_discovery_row(self._reader, key, document, point, self._timeouts)
         elif point == SKELETON_POINT:
             checks = persist.SKELETON_CHECKS
 
             def run() -> list:
-                return persist.check_skeleton_rows(self._database_url, key, document, point, self._timeouts)
+                return persist.check_skeleton_rows(self._reader, key, document, point, self._timeouts)
         elif point.startswith(BATCH_POINT_PREFIX):
             checks = persist.BATCH_CHECKS
 
             def run() -> list:
-                return persist.check_batch_rows(self._database_url, key, document, point, self._timeouts)
+                return persist.check_batch_rows(self._reader, key, document, point, self._timeouts)
         else:
             checks = persist.PLAN_CHECKS
 
             def run() -> list:
-                return persist.check_masterplan_rows(self._database_url, key, document, point, self._timeouts)
+                return persist.check_masterplan_rows(self._reader, key, document, point, self._timeouts)
 
         if document is None:
             self.recorder.skip(
@@ -220,6 +221,10 @@ class ProbeHooks:
         """Once the command has ended: a command that started with an event sink passes AUTH004."""
         if self._command_point is not None and not self._sink_missing:
             self.recorder.record_findings((auth.AUTH004,), self._command_point, [])
+
+    def close(self) -> None:
+        """Release the readback connection (the run is over)."""
+        self._reader.close()
 
 
 def mark_unreached(recorder: Recorder) -> None:

@@ -155,7 +155,6 @@ def diagnose(
     )
     if mode is LLMMode.REPLAY:
         from harness.cassettes import CassetteError, load_meta, replaying
-
         from harness.replay import recorded_models
 
         path = cassette or _bundled_cassette()

@@ -466,15 +466,26 @@ class MasterPlanGenerator:
     def _save_batch(
         self, masterplan_id: uuid.UUID, skeleton: PlanSkeleton, batch: Batch, tasks: list[Task], answer: LLMAnswer
     ) -> None:
-        """Write one batch's tasks and dependencies and count the batch committed, in one unit of work."""
+        """Write one batch's tasks and dependencies and count the batch committed, in one unit of work.
+
+        Like :meth:`_save_plan`, rows go in as one multi-row INSERT per table rather than as
+        ORM objects linked through relationships.
+        """
         with session_scope(self._sessions) as session:
             row = _locked(session, masterplan_id)
             milestones = {
-                (phase.phase_number, milestone.milestone_number): milestone
-                for phase in row.phases
-                for milestone in phase.milestones
+                (phase_number, milestone_number): milestone_id
+                for milestone_id, phase_number, milestone_number in session.execute(
+                    select(
+                        MasterPlanMilestone.milestone_id,
+                        MasterPlanPhase.phase_number,
+                        MasterPlanMilestone.milestone_number,
+                    )
+                    .join(MasterPlanPhase, MasterPlanMilestone.phase_id == MasterPlanPhase.phase_id)
+                    .where(MasterPlanPhase.masterplan_id == masterplan_id)
+                )
             }
-            owners = {}
+            owners: dict[int, uuid.UUID] = {}
             for phase_index, phase in enumerate(skeleton.phases, start=1):
                 for milestone_index, milestone in enumerate(phase.milestones, start=1):
                     key = (phase.phase_number or phase_index, milestone.milestone_number or milestone_index)
@@ -482,32 +493,41 @@ class MasterPlanGenerator:
                         raise CommittedRowsMissing(masterplan_id, f"milestone {key[1]} of phase {key[0]}")
                     owners[len(owners)] = milestones[key]
             slots = _slot_owner(skeleton)
-            by_number: dict[int, MasterPlanTask] = {}
-            for task in tasks:
-                task_row = MasterPlanTask(
-                    task_number=task.task_number,
-                    title=task.title,
-                    description=task.description,
-                    complexity=task.complexity.value,
-                    target_files=list(task.target_files),
-                    estimated_tokens=task.estimated_tokens,
-                    status="pending",
-                    batch_number=batch.number,
-                    masterplan=row,
-                    milestone=owners[slots(task.task_number)],
-                )
-                session.add(task_row)
-                by_number[task.task_number] = task_row
-            wanted = {dep for task in tasks for dep in task.depends_on} - set(by_number)
+            task_ids = {task.task_number: uuid.uuid4() for task in tasks}
+            rows = [
+                {
+                    "task_id": task_ids[task.task_number],
+                    "masterplan_id": masterplan_id,
+                    "milestone_id": owners[slots(task.task_number)],
+                    "task_number": task.task_number,
+                    "title": task.title,
+                    "description": task.description,
+                    "complexity": task.complexity.value,
+                    "target_files": list(task.target_files),
+                    "estimated_tokens": task.estimated_tokens,
+                    "status": "pending",
+                    "batch_number": batch.number,
+                }
+                for task in tasks
+            ]
+            wanted = {dep for task in tasks for dep in task.depends_on} - set(task_ids)
             if wanted:
-                earlier = session.scalars(
-                    select(MasterPlanTask).where(
-                        MasterPlanTask.masterplan_id == masterplan_id, MasterPlanTask.task_number.in_(wanted)
-                    )
-                ).all()
-                by_number.update({t.task_number: t for t in earlier})
-            for task in tasks:
-                by_number[task.task_number].depends_on = [by_number[n] for n in dict.fromkeys(task.depends_on)]
+                task_ids.update(
+                    session.execute(
+                        select(MasterPlanTask.task_number, MasterPlanTask.task_id).where(
+                            MasterPlanTask.masterplan_id == masterplan_id, MasterPlanTask.task_number.in_(wanted)
+                        )
+                    ).all()
+                )
+            edges = [
+                (task_ids[task.task_number], task_ids[number])
+                for task in tasks
+                for number in dict.fromkeys(task.depends_on)
+            ]
+            if rows:
+                session.execute(insert(MasterPlanTask), rows)
+            if edges:
+                session.execute(_INSERT_EDGES, {"task_ids": [a for a, _ in edges], "depends_on": [b for _, b in edges]})
             row.batches_committed = batch.number
             row.generation_cost_usd = _add(row.generation_cost_usd, answer.cost_usd)
 

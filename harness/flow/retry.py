@@ -42,7 +42,8 @@ _PERMANENT_CONNECT_ERRORS = (
     "permission denied",
 )
 #: SQLSTATEs worth another attempt: serialization failure, deadlock; class 08 is connection trouble.
-_TRANSIENT_SQLSTATES = {"40001", "40P01"}
+#: Serialization failure, deadlock, and the server shutting down or restarting under the transaction.
+_TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03"}
 
 
 @dataclass(frozen=True)
