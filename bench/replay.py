@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.cassettes import CassetteMeta, load_meta
-from harness.contract import iter_tasks, parse_masterplan
+from harness.contract import extract_json, iter_tasks, parse_masterplan
 from harness.postgres import DatabaseFactory
 from harness.replay import replay_cassette
 
@@ -32,13 +32,13 @@ class CassetteTimes:
 
 
 def _plan_tasks(meta: CassetteMeta) -> int:
-    """How many tasks the plan the cassette's last masterplan answer holds (0 if it holds none)."""
+    """How many tasks the cassette's plan holds: one whole-plan answer, or the sum of its batches (0 if none)."""
     import json
 
     import yaml
 
     data = yaml.safe_load(meta.path.read_text())
-    best = 0
+    best = batched = 0
     for interaction in data.get("interactions", []):
         body = interaction["response"]["body"]["string"]
         text = "".join(
@@ -46,12 +46,16 @@ def _plan_tasks(meta: CassetteMeta) -> int:
             for line in body.splitlines()
             if line.startswith("data: ") and '"text_delta"' in line
         )
-        if '"phases"' in text:
-            try:
+        if '"tasks"' not in text:
+            continue
+        try:
+            if '"phases"' in text:  # a whole plan in one answer (single-call mode)
                 best = max(best, len(list(iter_tasks(parse_masterplan(text)))))
-            except Exception:  # noqa: BLE001 - a broken plan is a cassette about that; count it as none
-                pass
-    return best
+            else:  # one batch of tasks (batched mode): the plan is the sum of its batches
+                batched += len(extract_json(text).get("tasks", []))
+        except Exception:  # noqa: BLE001 - a broken plan is a cassette about that; count it as none
+            pass
+    return max(best, batched)
 
 
 def measure_replay(factory: DatabaseFactory, runs: int, pattern: str = "healthy-*.yaml") -> list[CassetteTimes]:
