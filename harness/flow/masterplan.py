@@ -495,19 +495,9 @@ class MasterPlanGenerator:
             slots = _slot_owner(skeleton)
             task_ids = {task.task_number: uuid.uuid4() for task in tasks}
             rows = [
-                {
-                    "task_id": task_ids[task.task_number],
-                    "masterplan_id": masterplan_id,
-                    "milestone_id": owners[slots(task.task_number)],
-                    "task_number": task.task_number,
-                    "title": task.title,
-                    "description": task.description,
-                    "complexity": task.complexity.value,
-                    "target_files": list(task.target_files),
-                    "estimated_tokens": task.estimated_tokens,
-                    "status": "pending",
-                    "batch_number": batch.number,
-                }
+                _task_row(
+                    task, task_ids[task.task_number], masterplan_id, owners[slots(task.task_number)], batch.number
+                )
                 for task in tasks
             ]
             wanted = {dep for task in tasks for dep in task.depends_on} - set(task_ids)
@@ -577,20 +567,7 @@ class MasterPlanGenerator:
                     )
                     for task in milestone.tasks:
                         task_ids[task.task_number] = uuid.uuid4()
-                        tasks.append(
-                            {
-                                "task_id": task_ids[task.task_number],
-                                "masterplan_id": masterplan_id,
-                                "milestone_id": milestone_id,
-                                "task_number": task.task_number,
-                                "title": task.title,
-                                "description": task.description,
-                                "complexity": task.complexity.value,
-                                "target_files": list(task.target_files),
-                                "estimated_tokens": task.estimated_tokens,
-                                "status": "pending",
-                            }
-                        )
+                        tasks.append(_task_row(task, task_ids[task.task_number], masterplan_id, milestone_id))
             edges = [
                 (task_ids[task.task_number], task_ids[number])
                 for _, _, task in iter_tasks(plan)
@@ -684,6 +661,25 @@ def _add(total: Decimal | None, cost: float | None) -> Decimal | None:
     if cost is None:
         return total
     return (total or Decimal(0)) + Decimal(str(cost))
+
+
+def _task_row(
+    task: Task, task_id: uuid.UUID, masterplan_id: uuid.UUID, milestone_id: uuid.UUID, batch_number: int | None = None
+) -> dict[str, Any]:
+    """The ``masterplan_tasks`` row of one generated task, for a multi-row INSERT."""
+    return {
+        "task_id": task_id,
+        "masterplan_id": masterplan_id,
+        "milestone_id": milestone_id,
+        "task_number": task.task_number,
+        "title": task.title,
+        "description": task.description,
+        "complexity": task.complexity.value,
+        "target_files": list(task.target_files),
+        "estimated_tokens": task.estimated_tokens,
+        "status": "pending",
+        "batch_number": batch_number,
+    }
 
 
 def _decimal(value: float | None) -> Decimal | None:

@@ -6,7 +6,6 @@ module), so the session's shared cluster is never disturbed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,23 +18,15 @@ from harness.flow.database import make_engine, make_session_factory, migrate
 from harness.flow.models import MasterPlanTask
 from harness.postgres import DatabaseFactory, PostgresUnavailable, start_cluster
 from harness.recording import content
-from harness.recording.scenarios import batch_texts, skeleton_of
-from harness.recording.wire_server import EmbeddingReply, MessageReply, WireScript
+from harness.recording.scenarios import healthy_script
+from harness.recording.wire_server import WireScript
 from harness.runner import FlowRequest, RunOptions, run_flow
 
 KIND = "task_manager"
 
 
 def _healthy_script() -> WireScript:
-    plan = content.masterplan_for(KIND)
-    return WireScript(
-        anthropic=[
-            MessageReply(content.render_reply(content.discovery_for(KIND), "fenced")),
-            MessageReply(json.dumps(skeleton_of(plan))),
-            *[MessageReply(text) for text in batch_texts(plan)],
-        ],
-        openai=[EmbeddingReply()],
-    )
+    return healthy_script(KIND)
 
 
 def _request() -> FlowRequest:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import psycopg
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -11,8 +9,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from harness.config import sqlalchemy_url
 from harness.flow.database import make_engine
 from harness.recording import content
-from harness.recording.scenarios import batch_texts, skeleton_of
-from harness.recording.wire_server import EmbeddingReply, MessageReply, WireScript
+from harness.recording.scenarios import healthy_script
+from harness.recording.wire_server import WireScript
 from harness.runner import NO_EVENT_SINK, FlowRequest, RunOptions, run_flow
 from probes.core import Level, Outcome
 
@@ -27,15 +25,7 @@ CREATE TRIGGER harness_refuse BEFORE INSERT ON discovery_documents FOR EACH ROW 
 
 
 def _healthy_script() -> WireScript:
-    plan = content.masterplan_for(KIND)
-    return WireScript(
-        anthropic=[
-            MessageReply(content.render_reply(content.discovery_for(KIND), "fenced")),
-            MessageReply(json.dumps(skeleton_of(plan))),
-            *[MessageReply(text) for text in batch_texts(plan)],
-        ],
-        openai=[EmbeddingReply()],
-    )
+    return healthy_script(KIND)
 
 
 def _request() -> FlowRequest:
