@@ -374,3 +374,84 @@ def check_connection(
 def classify(exc: BaseException, point: str) -> Finding:
     """Explain an exception raised while probing the database."""
     return _finding_for(exc, "", point)
+
+
+# -- probes ----------------------------------------------------------------------------------
+
+from probes.env import ENV001, ENV004  # noqa: E402
+from probes.registry import probe  # noqa: E402  (registration sits beside the checks)
+
+
+def _connection(ctx: Any) -> Any:
+    """The stage's probe connection, on a clean transaction (an earlier check may have failed in it)."""
+    connection = ctx.db["connection"]
+    connection.rollback()
+    return connection
+
+
+def close_probe_connection(state: dict[str, Any]) -> None:
+    """Close the db stage's connection (opened by the connect probe), if it was opened."""
+    connection, engine = state.pop("connection", None), state.pop("engine", None)
+    if connection is not None:
+        connection.close()
+    if engine is not None:
+        engine.dispose()
+
+
+def _metadata_missing(ctx: Any) -> str | None:
+    return None if ctx.target.metadata is not None else "the target names no metadata to judge the schema by"
+
+
+def _migrations_missing(ctx: Any) -> str | None:
+    return None if ctx.target.config.migrations is not None else "the target names no migrations (alembic.ini)"
+
+
+@probe(Stage.DB, emits=CONNECT_CHECKS, requires=(ENV001, ENV004))
+def connect(ctx: Any) -> list[Finding]:
+    """Reachable within the connect timeout, credentials accepted, the database exists, a slot is free."""
+    findings, engine, connection = open_probe_connection(ctx.settings.database_url or "", ctx.settings.timeouts)
+    if connection is not None:
+        ctx.db.update(engine=engine, connection=connection)
+    return findings
+
+
+@probe(Stage.DB, emits=(DB005,), requires=CONNECT_CHECKS)
+def server(ctx: Any) -> list[Finding]:
+    """The server's version is one the flow supports."""
+    findings, facts = check_server(_connection(ctx))
+    ctx.observe("db.server", facts)
+    return findings
+
+
+@probe(Stage.DB, emits=(DB004,), requires=CONNECT_CHECKS, applies=_metadata_missing)
+def tables(ctx: Any) -> list[Finding]:
+    """Every table the application's models map exists."""
+    return check_tables(_connection(ctx), ctx.target.metadata.tables.keys())
+
+
+@probe(Stage.DB, emits=(DB006,), requires=(DB004,), applies=_metadata_missing)
+def columns(ctx: Any) -> list[Finding]:
+    """Every column the models declare exists with a compatible type."""
+    return check_columns(_connection(ctx), ctx.target.metadata)
+
+
+@probe(Stage.DB, emits=(DB007,), requires=CONNECT_CHECKS, applies=_migrations_missing)
+def migrations(ctx: Any) -> list[Finding]:
+    """The database is at the application's migration head."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    heads = ScriptDirectory.from_config(Config(str(ctx.target.config.migrations))).get_heads()
+    return check_migrations(_connection(ctx), heads[0] if len(heads) == 1 else None)
+
+
+@probe(Stage.DB, emits=(DB008,), requires=(DB004,), applies=_metadata_missing)
+def privileges(ctx: Any) -> list[Finding]:
+    """The role may read and write every mapped table."""
+    return check_privileges(_connection(ctx), ctx.target.metadata.tables.keys())
+
+
+@probe(Stage.DB, emits=(DB009,), requires=CONNECT_CHECKS)
+def writable(ctx: Any) -> list[Finding]:
+    """The server is not a replica and transactions are not read-only by default."""
+    return check_writable(_connection(ctx))
