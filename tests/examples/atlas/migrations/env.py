@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 
-from alembic import context
-from sqlalchemy import create_engine, pool
-
 import atlas.models  # noqa: F401  (registers the tables on Base.metadata)
+from alembic import context
 from atlas.config import psycopg2_url
 from atlas.db import Base
+from sqlalchemy import create_engine, pool
 
 config = context.config
 target_metadata = Base.metadata

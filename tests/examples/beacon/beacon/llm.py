@@ -14,7 +14,7 @@ __all__ = ["Answer", "TruncatedAnswer", "ask", "extract_json", "stream_text"]
 
 logger = logging.getLogger(__name__)
 
-_FENCE = re.compile(r"```(?:json)?\s*\n(.*?)\n```", re.S)
+_FENCE = re.compile(r"```(?:json)?\s*\n(.*?)\n```", re.DOTALL)
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,9 @@ class MasterplanPipeline:
                     plan_id=plan_id, batch=batch.number, tasks=tasks, milestone_of=milestone_of
                 )
                 written.extend((task["task_number"], task["title"]) for task in tasks)
-                logger.info("plan %s: batch %d saved (%d/%d tasks)", plan_id, batch.number, saved, skeleton["total_tasks"])
+                logger.info(
+                    "plan %s: batch %d saved (%d/%d tasks)", plan_id, batch.number, saved, skeleton["total_tasks"]
+                )
         except Exception as exc:
             await self.store.mark_failed(plan_id, f"{type(exc).__name__}: {exc}")
             raise

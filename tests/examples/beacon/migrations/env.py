@@ -6,12 +6,11 @@ import asyncio
 import os
 
 from alembic import context
+from beacon.settings import async_database_url
+from beacon.tables import metadata
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
-
-from beacon.settings import async_database_url
-from beacon.tables import metadata
 
 config = context.config
 
@@ -26,9 +25,7 @@ async def run_async_migrations() -> None:
     url = os.environ.get("BEACON_DB_URL")
     if not url:
         raise RuntimeError("BEACON_DB_URL is not set")
-    engine = create_async_engine(
-        async_database_url(url), poolclass=pool.NullPool, connect_args={"connect_timeout": 10}
-    )
+    engine = create_async_engine(async_database_url(url), poolclass=pool.NullPool, connect_args={"connect_timeout": 10})
     try:
         async with engine.connect() as connection:
             await connection.run_sync(do_run_migrations)

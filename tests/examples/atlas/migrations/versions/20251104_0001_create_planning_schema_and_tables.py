@@ -35,9 +35,7 @@ def upgrade() -> None:
     )
     op.execute("CREATE SCHEMA IF NOT EXISTS planning")
     op.execute(
-        "DO $$ BEGIN "
-        "EXECUTE format('ALTER DATABASE %I SET search_path = planning, public', current_database()); "
-        "END $$"
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET search_path = planning, public', current_database()); END $$"
     )
     op.execute("SET search_path = planning, public")
 
@@ -152,7 +150,5 @@ def downgrade() -> None:
     op.drop_table("discovery_documents")
     for name in ("taskstatus", "taskcomplexity", "planstatus"):
         op.execute(f"DROP TYPE IF EXISTS {name}")
-    op.execute(
-        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I RESET search_path', current_database()); END $$"
-    )
+    op.execute("DO $$ BEGIN EXECUTE format('ALTER DATABASE %I RESET search_path', current_database()); END $$")
     op.execute("DROP SCHEMA IF EXISTS planning")

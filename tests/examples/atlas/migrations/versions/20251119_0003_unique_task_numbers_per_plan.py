@@ -16,9 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_unique_constraint(
-        "uq_masterplan_tasks_plan_number", "masterplan_tasks", ["masterplan_id", "task_number"]
-    )
+    op.create_unique_constraint("uq_masterplan_tasks_plan_number", "masterplan_tasks", ["masterplan_id", "task_number"])
     op.create_index("ix_masterplan_tasks_milestone_id", "masterplan_tasks", ["milestone_id"])
 
 

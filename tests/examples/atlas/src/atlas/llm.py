@@ -29,9 +29,7 @@ class ClaudeClient:
         max_retries: int = 2,
     ) -> None:
         self.model = model
-        self._client = anthropic.Anthropic(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
-        )
+        self._client = anthropic.Anthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
 
     def complete(self, system: str, prompt: str, max_tokens: int = 8000) -> dict[str, Any]:
         """One message: ``content`` (text), ``stop_reason``, ``model``, ``usage``, ``cost_usd``."""
