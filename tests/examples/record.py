@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from harness.cassettes import recording, scan_cassette
-from harness.postgres import start_cluster
+from harness.postgres import DisposableCluster, start_cluster
 from tests.examples.bugs import APPS_DIR
 from tests.examples.runs import KINDS, SESSION_ID, USER_ID, load_app, migrate, read_saved, run_flow, script_for, serving
 
@@ -28,13 +28,13 @@ DESCRIPTIONS = {
 }
 
 
-def record_app(name: str, cluster: object) -> Path:
+def record_app(name: str, cluster: DisposableCluster) -> Path:
     """Run app ``name`` once while recording; returns the cassette written."""
     app = load_app(APPS_DIR / name / "pyproject.toml")
     path = APPS_DIR / name / "cassettes" / "healthy.yaml"
     scripted = script_for(name)
-    database = cluster.create_database()  # type: ignore[attr-defined]
-    url = cluster.info.libpq_dsn(database)  # type: ignore[attr-defined]
+    database = cluster.create_database()
+    url = cluster.info.libpq_dsn(database)
     meta = {
         "name": f"{name}-healthy",
         "description": DESCRIPTIONS[name],
@@ -53,7 +53,7 @@ def record_app(name: str, cluster: object) -> Path:
             unused = apis.unused()
         saved = read_saved(name, url)
     finally:
-        cluster.drop_database(database)  # type: ignore[attr-defined]
+        cluster.drop_database(database)
     problems = []
     if outcome.error is not None:
         problems.append(f"the flow raised {type(outcome.error).__name__}: {outcome.error}")

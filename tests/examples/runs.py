@@ -33,6 +33,7 @@ __all__ = [
     "App",
     "FlowOutcome",
     "SavedPlan",
+    "SavedTask",
     "Scripted",
     "StandIns",
     "heads",

@@ -91,6 +91,35 @@ def test_healthy_app_saves_discovery_plan_and_every_task(name: str, database_url
     saved = read_saved(name, database_url)
     _assert_whole_plan_saved(name, saved, scripted)
     assert sum(1 for task in saved.tasks.values() if task.depends_on) > len(saved.tasks) // 2
+    if name == "atlas":
+        # Atlas adds the cache token counts to the input tokens and prices them: the stand-in sends both.
+        import psycopg
+
+        with psycopg.connect(database_url, connect_timeout=5) as conn:
+            tokens, cost = conn.execute(
+                "SELECT llm_input_tokens, llm_cost_usd FROM planning.discovery_documents"
+            ).fetchone()
+        assert tokens > 0 and cost > 0
+
+
+@pytest.mark.parametrize("name", APP_NAMES)
+def test_configuration_names_what_the_app_has(name: str) -> None:
+    """Every function in the app's points table exists, and the flow is async for atlas and sync for beacon."""
+    import importlib
+
+    app = _healthy(name)
+    with runs.imported(app):
+        target = Target(app.config)
+        assert target.is_async is (name == "atlas")
+        for dotted in (point for points in app.config.points.values() for point in points):
+            module, _, qualname = dotted.partition(":")
+            value: Any = importlib.import_module(module)
+            for part in qualname.split("."):
+                value = getattr(value, part)
+            assert callable(value), dotted
+    assert sorted(app.config.points) == (
+        ["llm", "load", "parse", "persist"] if name == "atlas" else ["llm", "load", "persist"]
+    )
 
 
 def test_atlas_tables_live_in_planning_reached_through_the_search_path(database_url: str) -> None:
