@@ -51,6 +51,8 @@ KEPT_HEADERS = ("content-type", "request-id", "retry-after", "retry-after-ms", "
 _MAX_BODY_BYTES = 16 * 1024 * 1024
 #: One SSE line may not grow beyond this (a stream that never ends its lines is not parsed further).
 _MAX_LINE_CHARS = 4 * 1024 * 1024
+#: Text deltas kept apart before they are joined (memory: one string, not thousands).
+_TEXT_PARTS = 256
 #: Characters of an unexpected body kept in ``body_head``.
 _HEAD_CHARS = 300
 #: Query parameters whose value is never kept in a URL (``?key=`` and friends).
@@ -185,8 +187,11 @@ class _Answer:
 
     def _text(self, value: Any) -> None:
         if isinstance(value, str):
-            self.text_parts.append(value)
+            parts = self.text_parts
+            parts.append(value)
             self.saw_text = True
+            if len(parts) >= _TEXT_PARTS:  # thousands of small str objects cost more than the text itself
+                self.text_parts = ["".join(parts)]
 
     def _usage(self, usage: Any) -> None:
         if isinstance(usage, Mapping):
