@@ -117,7 +117,7 @@ def _request_body(request: Any) -> tuple[Any, bytes | None]:
     """(decoded JSON body or ``None``, raw body bytes or ``None`` when it cannot be read without consuming it)."""
     try:
         raw = request.content
-    except Exception:  # a streaming upload: reading it here would consume it
+    except Exception:  # noqa: BLE001 - a streaming upload: reading it here would consume it
         return None, None
     if not raw:
         return None, b""
@@ -460,7 +460,7 @@ class _Exchange:
         try:
             body, raw = _request_body(request)
             body = redact_value(body) if body is not None else None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a watcher bug is noted, never raised
             problem = f"request body: {type(exc).__name__}: {exc}"
         fields_ = {
             "provider": endpoint.provider,
@@ -485,7 +485,7 @@ class _Exchange:
             if watch.code is not None:
                 try:
                     caller = watch.code.innermost_in_stack(skip=1)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - a watcher bug is noted, never raised
                     problem = problem or f"caller: {type(exc).__name__}: {exc}"
             event = LLMExchange(**fields_, caller=caller, watch_error=problem, at=started)
             events.append((watch.timeline.add(event), watch.code))
@@ -525,7 +525,7 @@ class _Exchange:
             self._decoder = _decompressor(response.headers.get("content-encoding", ""))
             self._text_decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             response.stream = stream_class(response.stream, self)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a watcher bug is noted, never raised
             self._note("response", exc)
 
     def feed(self, chunk: bytes) -> None:
@@ -536,7 +536,7 @@ class _Exchange:
             if self._decoder is not None:
                 chunk = self._decoder.decompress(chunk)
             self._take(chunk)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a watcher bug is noted, never raised
             self._note("body", exc)
 
     def _take(self, data: bytes) -> None:
@@ -580,7 +580,7 @@ class _Exchange:
                     event.error = exception_info(error, code)
             if not self._broken:
                 self._conclude(reached_end)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a watcher bug is noted, never raised
             self._note("finish", exc)
         finally:
             self._body = []
@@ -707,7 +707,7 @@ def _open_exchange(request: Any, transport: str, blocking_loop: bool) -> _Exchan
         return None
     try:
         return _Exchange.open(watches, request, transport, blocking_loop)
-    except Exception:  # the watcher must never break a call; an unreadable request is not recorded
+    except Exception:  # noqa: BLE001 - the watcher never breaks a call; an unreadable request is not recorded
         return None
 
 
