@@ -1,0 +1,61 @@
+"""The watchers around the whole reference flow: real SDKs, real PostgreSQL, nothing in the flow calls them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import anthropic  # noqa: F401 - imported before the run: see the note below
+import openai  # noqa: F401
+import pytest
+
+import harness.flow
+from harness.observe.code import AppCode
+from harness.observe.http import HttpWatch
+from harness.observe.loop import LoopWatch
+from harness.observe.timeline import LLMExchange, LoopStalled, Timeline
+from harness.recording import content
+from harness.recording.scenarios import batch_texts, skeleton_of
+from harness.recording.wire_server import EmbeddingReply, MessageReply, WireScript
+from harness.runner import FlowRequest, run_flow
+
+# The flow imports the SDKs inside its async code (harness/flow/llm.py, build_clients); the first
+# `import openai` in a process holds the loop for 2-4 s on these machines, which this watcher
+# reports as a stall at that line. Importing them here keeps this test about a warmed-up run.
+KIND = "task_manager"
+FLOW_CODE = AppCode([Path(harness.flow.__file__).parent], display_base=Path(harness.flow.__file__).parents[2])
+
+
+@pytest.mark.slow
+def test_every_llm_call_of_the_reference_flow_is_recorded_at_its_line(stand_in_apis, flow_database_url) -> None:
+    """A healthy batched run gives one complete exchange per LLM call, each at the flow's own line, and no loop stall."""
+    plan = content.masterplan_for(KIND)
+    batches = batch_texts(plan)
+    script = WireScript(
+        anthropic=[
+            MessageReply(content.render_reply(content.discovery_for(KIND), "fenced")),
+            MessageReply(json.dumps(skeleton_of(plan))),
+            *(MessageReply(text) for text in batches),
+        ],
+        openai=[EmbeddingReply()],
+    )
+    settings = stand_in_apis(script, flow_database_url)
+    timeline = Timeline()
+    with HttpWatch(timeline, FLOW_CODE), LoopWatch(timeline, FLOW_CODE):
+        run = run_flow(settings, FlowRequest(content.request_for(KIND), "user-1", "sid-1"))
+
+    assert run.report.verdict == "pass", run.report.first_failure
+    exchanges = timeline.of(LLMExchange)
+    assert [exchange.api for exchange in exchanges].count("messages") == 2 + len(batches)
+    assert [exchange.api for exchange in exchanges].count("embeddings") >= 1
+    assert all(exchange.answered and exchange.complete and exchange.watch_error is None for exchange in exchanges)
+    assert "".join(e.text or "" for e in exchanges if e.api == "messages").count('"task_number"') >= len(
+        list(content.iter_tasks(plan))
+    )
+    for exchange in exchanges:
+        assert exchange.caller is not None and exchange.caller.file.startswith("harness/flow/"), exchange.caller
+        assert not exchange.blocking_loop
+        shown = repr(exchange) + str({f.name: getattr(exchange, f.name) for f in fields(exchange)})
+        assert settings.anthropic_api_key not in shown and settings.openai_api_key not in shown
+    assert timeline.of(LoopStalled) == []
