@@ -129,3 +129,16 @@ def test_leaving_the_watch_restores_asyncio() -> None:
 
     asyncio.run(blocked())
     assert timeline.of(LoopStalled) == []
+
+
+def test_without_app_code_the_innermost_frame_is_blamed() -> None:
+    """With no AppCode the blocking location is the innermost frame, by its full path."""
+
+    async def blocked() -> None:
+        time.sleep(0.4)  # noqa: ASYNC251
+
+    timeline = Timeline()
+    with LoopWatch(timeline, threshold=0.2):
+        asyncio.run(blocked())
+    (stall,) = timeline.of(LoopStalled)
+    assert stall.blocking is not None and stall.blocking.file == __file__ and stall.blocking.function == "blocked"

@@ -1,5 +1,6 @@
-"""The LLM traffic watcher's overhead on a long streamed answer: watched ÷ unwatched, in the same run.
+"""The watchers' overhead: watched ÷ unwatched, in the same run.
 
+**LLM traffic** (:class:`HttpWatch`).
 An answer of ~800 SSE events (the size of a masterplan batch) is streamed from the local
 stand-in server and read to its end, alternately with and without :class:`HttpWatch`, so a
 busy machine slows both alike. Two readers: the anthropic SDK's stream helper (what an
@@ -7,7 +8,11 @@ application pays) and a bare ``httpx2`` byte loop (the watcher's own cost, undil
 SDK's event parsing). A last section compares peak Python allocations (tracemalloc) while a
 ~1 MB stream is read, watched and not: the watcher keeps the answer's text, not the stream.
 
-    python bench/http_watch.py [--runs 15] [--events 800]
+**Event loop** (:class:`LoopWatch`). A busy loop that never stalls — 2 000 tasks each
+awaiting ``asyncio.sleep(0)`` 50 times, ~10 ms per loop iteration — run by ``asyncio.run`` with and without the watch: the
+cost of the heartbeat and the watchdog when there is nothing to find.
+
+    python bench/watchers.py [--runs 15] [--events 800]
 
 Prints a table; nothing here is a test and no test asserts a time.
 """
@@ -15,6 +20,7 @@ Prints a table; nothing here is a test and no test asserts a time.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import time
 import tracemalloc
@@ -24,7 +30,8 @@ import anthropic
 import httpx2
 
 from harness.observe.http import HttpWatch
-from harness.observe.timeline import LLMExchange, Timeline
+from harness.observe.loop import LoopWatch
+from harness.observe.timeline import LLMExchange, LoopStalled, Timeline
 from harness.recording.wire_server import MessageReply, WireScript, WireServer
 
 CHUNK_CHARS = 60
@@ -98,6 +105,32 @@ def _peak_allocation(server: WireServer, text: str, read: Callable[[], object], 
         tracemalloc.stop()
 
 
+async def _busy_loop(tasks: int = 2_000) -> None:
+    async def task() -> None:
+        for _ in range(50):
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(task() for _ in range(tasks)))
+
+
+def _loop_overhead(runs: int) -> tuple[float, float]:
+    """Medians (seconds) of the busy loop unwatched and watched, alternating."""
+    plain: list[float] = []
+    watched: list[float] = []
+    timeline = Timeline()
+    asyncio.run(_busy_loop(100))  # warm-up
+    for _ in range(runs):
+        started = time.perf_counter()
+        asyncio.run(_busy_loop())
+        plain.append(time.perf_counter() - started)
+        with LoopWatch(timeline):
+            started = time.perf_counter()
+            asyncio.run(_busy_loop())
+            watched.append(time.perf_counter() - started)
+    assert not timeline.of(LoopStalled), "the busy loop was reported as stalled"
+    return statistics.median(plain), statistics.median(watched)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
@@ -123,6 +156,11 @@ def main() -> None:
             f"\npeak allocations reading a {len(big) // 1000} KB answer (~1 MB of SSE) with bare httpx2: "
             f"unwatched {reader_peak[0] / 1e6:.2f} MB, watched {reader_peak[1] / 1e6:.2f} MB"
         )
+    plain, watched = _loop_overhead(options.runs)
+    print(
+        f"\nbusy event loop, no stall (100 000 task steps): unwatched {plain * 1000:.0f} ms, "
+        f"watched {watched * 1000:.0f} ms, ratio {watched / plain:.2f}"
+    )
 
 
 if __name__ == "__main__":
