@@ -833,9 +833,12 @@ class _Registry:
 
     def _install(self) -> None:
         for library in ("httpx2", "httpx"):
-            if importlib.util.find_spec(library) is None:
+            try:
+                module = importlib.import_module(library) if importlib.util.find_spec(library) else None
+            except Exception:  # noqa: BLE001 - a library that cannot be imported cannot be sending either
+                module = None
+            if module is None:
                 continue
-            module = importlib.import_module(library)
             pairs = (
                 (module.Client, _patched_sync_send, _sync_stream_class(module.SyncByteStream)),
                 (module.AsyncClient, _patched_async_send, _async_stream_class(module.AsyncByteStream)),

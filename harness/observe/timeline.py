@@ -139,7 +139,8 @@ class LLMExchange(Event):
     blocking_loop: bool = False
 
     status: int | None = None
-    #: Response headers worth keeping: ``retry-after``, ``request-id``, ``x-request-id``, ``content-type``.
+    #: Response headers worth keeping: ``retry-after`` (and OpenAI's ``retry-after-ms``), ``request-id``,
+    #: ``x-request-id``, ``content-type``.
     headers: dict[str, str] = field(default_factory=dict)
     #: The answer's text (text blocks / message content joined); partial for a cut stream.
     text: str | None = None
