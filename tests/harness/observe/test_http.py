@@ -352,7 +352,9 @@ def test_recording_and_replaying_a_cassette_are_observed(server: WireServer, tmp
         streamed_message(sync_client(server))
 
     replayed = Timeline()
-    official = anthropic.Anthropic(api_key=FAKE_ANTHROPIC_KEY, base_url="https://api.anthropic.com", max_retries=0)
+    official = anthropic.Anthropic(
+        api_key=FAKE_ANTHROPIC_KEY, base_url="https://api.anthropic.com", max_retries=0, timeout=10
+    )
     with replaying(cassette), HttpWatch(replayed, HERE):
         with official.messages.stream(model="m", max_tokens=10, messages=MESSAGES) as stream:
             text = stream.get_final_text()

@@ -54,7 +54,9 @@ def test_anthropic_0x_sync_async_streamed_and_failing_calls_are_recorded() -> No
             assert stream.get_final_text() == PLAN
 
         async def streamed_async() -> None:
-            async_client = anthropic.AsyncAnthropic(api_key=FAKE_ANTHROPIC_KEY, base_url=server.base_url, max_retries=0)
+            async_client = anthropic.AsyncAnthropic(
+                api_key=FAKE_ANTHROPIC_KEY, base_url=server.base_url, max_retries=0, timeout=10
+            )
             async for _event in await async_client.messages.create(
                 model="m", max_tokens=10, messages=MESSAGES, stream=True
             ):
