@@ -17,8 +17,16 @@ status and headers when they arrive, the body as the application reads it (the r
 byte stream is wrapped, so a streamed answer is parsed chunk by chunk, in bounded memory),
 and the outcome when the body ends, is closed, or fails.
 
+A call made with ``stream=False`` is sent with ``stream=True`` and then read exactly as
+``send`` itself reads it (``read()``, closing the response if that fails), so even a body cut
+in the middle of a plain JSON answer leaves its status, headers and first bytes on record.
+
 A bug in this bookkeeping never breaks the application's call: it is swallowed and noted in
 the exchange's ``watch_error``. The application's own exceptions propagate unchanged.
+
+Not seen: Bedrock's and Vertex's URLs (they are not the endpoints above), bodies encoded as
+``br`` or ``zstd`` (noted in ``watch_error``), and a client subclass whose own ``send`` never
+calls the base class's.
 """
 
 from __future__ import annotations
