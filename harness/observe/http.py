@@ -524,15 +524,15 @@ class _Exchange:
             content_type = response.headers.get("content-type", "").lower()
             if "text/event-stream" in content_type:
                 self._sse = _EventStream(self._answer)
+            self._text_decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             if response.is_stream_consumed or response.is_closed:
                 # The body was read before the client saw it (a response built from bytes): read it whole.
-                self._text_decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
                 self._take(response.content)
                 self.ended()
                 return
-            self._decoder = _decompressor(response.headers.get("content-encoding", ""))
-            self._text_decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            # Wrapped first: even a body the watcher cannot decode still ends, fails or is closed on record.
             response.stream = stream_class(response.stream, self)
+            self._decoder = _decompressor(response.headers.get("content-encoding", ""))
         except Exception as exc:  # noqa: BLE001 - a watcher bug is noted, never raised
             self._note("response", exc)
 

@@ -756,3 +756,21 @@ def test_gzip_request_body_is_decoded() -> None:
     packed, plain = timeline.of(LLMExchange)
     assert (packed.model, packed.max_tokens) == ("m", 3)
     assert packed.request_digest == plain.request_digest
+
+
+def test_body_in_an_encoding_the_watcher_cannot_decode_is_noted_and_still_finished() -> None:
+    """A ``br`` body is not parsed (noted in watch_error), yet its status, latency and end are recorded."""
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        headers = {"content-type": "application/json", "content-encoding": "br"}
+        return httpx2.Response(200, headers=headers, stream=_Chunks([b"\x0b\x02\x80{}\x03"]))
+
+    timeline = Timeline()
+    with HttpWatch(timeline), httpx2.Client(transport=httpx2.MockTransport(answer)) as client:
+        response = client.post("https://api.anthropic.com/v1/messages", json={"model": "m"})
+        response.close()
+
+    exchange = only_exchange(timeline)
+    assert exchange.status == 200 and exchange.latency_s is not None
+    assert exchange.watch_error is not None and "'br'" in exchange.watch_error
+    assert not exchange.complete
