@@ -23,6 +23,7 @@ __all__ = [
     "Timeouts",
     "load_env_file",
     "models_from_env",
+    "plain_url",
     "sqlalchemy_url",
 ]
 
@@ -170,6 +171,13 @@ def sqlalchemy_url(database_url: str) -> str:
     if not url.database:
         raise ValueError("the URL names no database")
     return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def plain_url(database_url: str) -> str:
+    """``database_url`` as an application reads it: ``postgresql://`` with no driver named (password kept)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(sqlalchemy_url(database_url)).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class EnvFileError(ValueError):

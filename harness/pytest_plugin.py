@@ -43,6 +43,7 @@ __all__ = [
     "flow_record_mode",
     "flow_runner",
     "flow_settings",
+    "flow_target",
     "llm_faults",
     "postgres_cluster",
 ]
@@ -65,6 +66,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     except ValueError:
         pass  # pytest-recording owns --record-mode already; flow_record_mode reads its value
     parser.addini("flow_record_mode", "Default --record-mode for flow cassettes.", default="none")
+    group.addoption(
+        "--harness-config",
+        dest="harness_config",
+        default=None,
+        help="pyproject.toml whose [tool.masterplan-harness] names the application under test.",
+    )
+    parser.addini(
+        "masterplan_harness_config",
+        "pyproject.toml naming the application under test (relative to rootdir).",
+        default="",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -87,12 +99,26 @@ def postgres_cluster() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def flow_database_factory(postgres_cluster: Any) -> Any:
-    """Makes fresh databases cloned from a template migrated to the flow's head revision."""
-    from harness.flow.database import migrate
+def flow_target(pytestconfig: pytest.Config) -> Any:
+    """The application under test: ``--harness-config`` (or the ini's ``masterplan_harness_config``), else found."""
+    from harness.target import TargetError, load_target
+
+    # Which wins: --harness-config, then the masterplan_harness_config ini value, then the search from rootdir.
+    chosen = pytestconfig.getoption("harness_config", default=None) or pytestconfig.getini("masterplan_harness_config")
+    try:
+        if chosen:
+            return load_target(Path(pytestconfig.rootpath, chosen))
+        return load_target(start=pytestconfig.rootpath)
+    except TargetError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def flow_database_factory(postgres_cluster: Any, flow_target: Any) -> Any:
+    """Makes fresh databases cloned from a template built by the target's migrations (or its metadata)."""
     from harness.postgres import DatabaseFactory
 
-    return DatabaseFactory(postgres_cluster, prepare_template=migrate)
+    return DatabaseFactory(postgres_cluster, prepare_template=flow_target.build_schema)
 
 
 @pytest.fixture
@@ -187,12 +213,15 @@ def block_network(flow_database_url: str) -> Iterator[None]:
 class CassetteFlowRunner:
     """Runs the masterplan flow against one cassette: replays it, or records it live, by record mode."""
 
-    def __init__(self, path: Path, record_mode: str, database_url: str, settings: Any, test_id: str = "") -> None:
+    def __init__(
+        self, path: Path, record_mode: str, database_url: str, settings: Any, test_id: str = "", target: Any = None
+    ) -> None:
         self.path = Path(path)
         self.record_mode = record_mode
         self.database_url = database_url
         self.settings = settings
         self.test_id = test_id
+        self.target = target
 
     @property
     def recording(self) -> bool:
@@ -231,7 +260,7 @@ class CassetteFlowRunner:
         changes = {"request": request, "user_id": user_id, "session_id": session_id}
         meta = replace(meta, **{key: value for key, value in changes.items() if value is not None})
         with blocking_network(_database_hosts(self.database_url, self.settings.database_url)):
-            return replay_cassette(meta, self.database_url, settings=self.settings).run
+            return replay_cassette(meta, self.database_url, settings=self.settings, target=self.target).run
 
     def _record(self, request: str | None, user_id: str | None, session_id: str | None) -> Any:
         from harness.record import record_cassette
@@ -250,6 +279,7 @@ class CassetteFlowRunner:
             settings=self.settings.with_overrides(database_url=self.database_url),
             made_with="API-compatible server(s)" if bases else "the live APIs",
             force=True,
+            target=self.target,
         )
         for warning in recorded.warnings:
             import warnings
@@ -298,10 +328,11 @@ def flow_runner(
     flow_record_mode: str,
     flow_database_url: str,
     flow_settings: Any,
+    flow_target: Any,
 ) -> CassetteFlowRunner:
-    """The flow bound to this test's cassette and its own fresh database."""
+    """The target's flow bound to this test's cassette and its own fresh database."""
     return CassetteFlowRunner(
-        flow_cassette_path, flow_record_mode, flow_database_url, flow_settings, request.node.nodeid
+        flow_cassette_path, flow_record_mode, flow_database_url, flow_settings, request.node.nodeid, flow_target
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.cassettes import CassetteError, CassetteMeta, replaying
-from harness.config import Settings
+from harness.config import Settings, plain_url
 from harness.runner import FlowRequest, FlowRun, LLMMode, RunOptions, run_flow
 from harness.target import Target
 
@@ -68,7 +68,8 @@ def replay_cassette(
     """Run one cassette's request through the target's flow against ``database_url``."""
     base = settings or Settings()
     replay_settings = base.with_overrides(
-        database_url=database_url,
+        # As an application reads it from its environment: no driver named, so it picks its own.
+        database_url=plain_url(database_url),
         anthropic_api_key=REPLAY_ANTHROPIC_KEY,
         openai_api_key=REPLAY_OPENAI_KEY,
         anthropic_base_url=None,

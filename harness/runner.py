@@ -178,6 +178,7 @@ def _preflight(recorder: Recorder, ctx: PreflightContext, options: RunOptions, t
 def _flow_environment(target: Target, settings: Settings, options: RunOptions) -> dict[str, str | None]:
     values: dict[str, str | None] = {
         target.config.database_url_env: settings.database_url,
+        # The SDKs' own variables, so a flow that builds its clients from the environment finds them.
         "ANTHROPIC_API_KEY": settings.anthropic_api_key,
         "OPENAI_API_KEY": settings.openai_api_key,
         "ANTHROPIC_BASE_URL": settings.anthropic_base_url,
@@ -191,6 +192,7 @@ def _flow_environment(target: Target, settings: Settings, options: RunOptions) -
 def watching(target: Target, timeline: Any) -> Iterator[Any]:
     """Every watcher installed around one flow call; yields the database watcher (for what is still pending)."""
     from harness.observe.http import HttpWatch
+    from harness.observe.loop import LoopWatch
     from harness.observe.orm import OrmWatch
     from harness.observe.points import PointWatch
 
@@ -198,6 +200,7 @@ def watching(target: Target, timeline: Any) -> Iterator[Any]:
     tables = {table.fullname for table in metadata.sorted_tables} if metadata is not None else None
     with (
         HttpWatch(timeline, target.code),
+        LoopWatch(timeline, target.code),
         OrmWatch(timeline, target.code, tables=tables) as orm,
         PointWatch(timeline, target.code, target.config.points),
     ):
@@ -225,7 +228,7 @@ def _call_flow(
             timeline.add(FlowEnded(error=exception_info(exc, target.code)))
         else:
             timeline.add(FlowEnded(returned=returned))
-        for unit, writes in orm.pending():
+        for unit, writes in orm.pending().items():
             timeline.add(UnitClosed(unit=unit, uncommitted=tuple(writes), location=None))
     return returned
 

@@ -299,6 +299,39 @@ class Target:
             if str(path) not in sys.path:
                 sys.path.insert(0, str(path))
 
+    def build_schema(self, database_url: str, *, revision: str = "heads") -> None:
+        """Give an empty database the application's schema: its own migrations, else its metadata's tables.
+
+        ``TargetError`` when the migrations fail (naming the revision and the error) or there is
+        nothing to build from.
+        """
+        if self.config.migrations is not None:
+            from harness.config import plain_url
+            from harness.migrations import apply_migrations
+
+            run = apply_migrations(
+                self.config.migrations,
+                plain_url(database_url),
+                revision=revision,
+                database_url_env=self.config.database_url_env,
+            )
+            if not run.succeeded:
+                where = f" at revision {run.revision}" if getattr(run, "revision", None) else ""
+                raise TargetError(f"{self.config.migrations}: the migrations failed{where}: {run.error}")
+            return
+        if self.metadata is None:
+            raise TargetError(f"{self.config.source}: names neither migrations nor metadata to build a schema from")
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import NullPool
+
+        from harness.config import sqlalchemy_url
+
+        engine = create_engine(sqlalchemy_url(database_url), poolclass=NullPool)
+        try:
+            self.metadata.create_all(engine)
+        finally:
+            engine.dispose()
+
     def call(self, request: str, user_id: str | None, session_id: str | None) -> Any:
         """One run of the flow; an async flow runs to completion in a new event loop."""
         result = self.flow(request, user_id, session_id)

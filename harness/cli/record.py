@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli
+from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, target_from
 from harness.cli.report import reports_dir_option, write_reports
 
 #: A cassette name becomes a file name: keep it to what every file system and shell accepts.
@@ -49,8 +49,19 @@ _PREFLIGHT_STAGES = ("env", "db", "auth")
     help="Folder the cassette is written to.",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing cassette of that name.")
+@click.option(
+    "--flow-env",
+    "flow_env",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A setting the flow reads that shapes its requests (repeatable); set for the run and kept in the "
+    "cassette so a replay sends the same requests. MASTERPLAN_* variables in the environment are kept too.",
+)
 @reports_dir_option
+@config_option
 def record(
+    config_file: Path | None,
+    flow_env: tuple[str, ...],
     request: str,
     name: str,
     description: str,
@@ -63,11 +74,12 @@ def record(
     force: bool,
     reports_dir: Path,
 ) -> None:
-    """Run REQUEST through the flow live and record every LLM exchange as a cassette.
+    """Run REQUEST through the application's flow live and record every LLM exchange as a cassette.
 
     The calls go to the real APIs (ANTHROPIC_API_KEY, OPENAI_API_KEY) unless a base URL
-    says otherwise. The flow writes its rows to DATABASE_URL — the database you point it
-    at, so use a scratch one — or, with --disposable-db, to a fresh disposable PostgreSQL.
+    says otherwise. The flow writes its rows to its database variable (DATABASE_URL unless
+    the target says otherwise) — use a scratch database — or, with --disposable-db, to a
+    fresh disposable PostgreSQL built by the application's migrations.
     The cassette is redacted before it is written (keys, cookies, organization and request
     ids, x-stainless-* and user-agent headers, key-shaped text), and the verdict of the run
     becomes its expectation (metadata.harness.expect, editable). A truncated answer
@@ -84,7 +96,9 @@ def record(
     import time
     from datetime import UTC, datetime
 
-    from harness.config import Settings
+    import os
+
+    from harness.config import MODELS_ENV_PREFIX, Settings
     from harness.record import record_cassette
     from harness.redaction import redact_text, redact_url
     from harness.reports import ReportedRun, RunContext
@@ -98,8 +112,19 @@ def record(
     if not request.strip():
         raise UsageProblem("REQUEST is empty: give the project description the /masterplan command would get")
 
+    target = target_from(config_file)
+    url_variable = target.config.database_url_env
+    recorded_env = {name: value for name, value in os.environ.items() if name.startswith(MODELS_ENV_PREFIX)}
+    for item in flow_env:
+        key, sep, value = item.partition("=")
+        if not sep or not key.replace("_", "").isalnum():
+            raise UsageProblem(f"--flow-env {item!r}: write NAME=VALUE")
+        recorded_env[key] = value
     # Command-line options win over the environment; the environment over the vendors' defaults.
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env({**os.environ, **recorded_env}, database_url_env=url_variable)
+    except ValueError as exc:
+        raise UsageProblem(str(exc)) from None
     overrides: dict[str, object] = {}
     if anthropic_base_url:
         overrides["anthropic_base_url"] = anthropic_base_url
@@ -109,7 +134,7 @@ def record(
         raise UsageProblem("ANTHROPIC_API_KEY is not set: recording calls the Anthropic API with it")
     if not disposable_db and not settings.database_url:
         raise UsageProblem(
-            "DATABASE_URL is not set: set it to the (scratch) database the flow writes to, or pass --disposable-db"
+            f"{url_variable} is not set: set it to the (scratch) database the flow writes to, or pass --disposable-db"
         )
 
     made_with = "the live APIs"
@@ -120,16 +145,15 @@ def record(
         )
 
     with ExitStack() as stack:
-        where = "DATABASE_URL"
+        where = url_variable
         if disposable_db:
-            from harness.flow.database import migrate
             from harness.postgres import DatabaseFactory, PostgresUnavailable, start_cluster
 
             try:
                 cluster = stack.enter_context(start_cluster())
             except PostgresUnavailable as exc:
                 raise UsageProblem(f"no disposable PostgreSQL could be started: {exc}") from None
-            factory = DatabaseFactory(cluster, prepare_template=migrate)
+            factory = DatabaseFactory(cluster, prepare_template=target.build_schema)
             overrides["database_url"] = factory.new_database()
             stack.callback(factory.drop, overrides["database_url"])
             where = f"a disposable PostgreSQL ({cluster.info.provider})"
@@ -144,6 +168,8 @@ def record(
                 settings=settings.with_overrides(**overrides),
                 made_with=made_with,
                 force=force,
+                target=target,
+                flow_env=recorded_env,
             )
         except FileExistsError as exc:
             raise UsageProblem(str(exc)) from None

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli
+from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, target_from
 from harness.cli.report import reports_dir_option, write_reports
 
 
@@ -24,13 +24,18 @@ from harness.cli.report import reports_dir_option, write_reports
     help="text for people, json for machines.",
 )
 @reports_dir_option
+@config_option
 @click.pass_context
-def replay(ctx: click.Context, paths: tuple[Path, ...], output_format: str, reports_dir: Path) -> None:
-    """Replay cassettes through the whole flow on a disposable PostgreSQL.
+def replay(
+    ctx: click.Context, paths: tuple[Path, ...], output_format: str, reports_dir: Path, config_file: Path | None
+) -> None:
+    """Replay cassettes through the application's flow on a disposable PostgreSQL.
 
     Each cassette (a recorded LLM conversation with its expected verdict) runs on its
-    own fresh database cloned from a migrated template. No API is called. PATHS are
-    cassette files or folders; the default is ./cassettes.
+    own fresh database cloned from a template built by the application's migrations. No
+    API is called. PATHS are cassette files or folders; the default is ./cassettes. The
+    application is the one --config names (default: found from here upward, else the
+    bundled reference flow).
 
     \b
     Example:
@@ -42,26 +47,24 @@ def replay(ctx: click.Context, paths: tuple[Path, ...], output_format: str, repo
     """
     from harness.cassettes import CassetteError, discover_cassettes, load_meta
 
-    targets = list(paths) or [Path("cassettes")]
-    from harness.config import DEFAULT_MODELS
-    from harness.replay import recorded_models
+    from harness.replay import flow_env
 
+    target = target_from(config_file)
+    folders = list(paths) or [Path("cassettes")]
     try:
-        metas = [load_meta(path) for path in discover_cassettes(targets)]
+        metas = [load_meta(path) for path in discover_cassettes(folders)]
         for meta in metas:
-            recorded_models(meta, DEFAULT_MODELS)  # a bad generation mode is bad input, found before anything runs
+            flow_env(meta)  # a malformed env is bad input, found before anything runs
     except CassetteError as exc:
         raise UsageProblem(str(exc)) from None
 
-    from harness.flow.database import migrate
-    from harness.logs import ProgressSink, get_logger, log_report
+    from harness.logs import get_logger, log_report
     from harness.postgres import DatabaseFactory, PostgresUnavailable, start_cluster
     from harness.replay import replay_all
     from harness.reports import ReportedRun, RunContext
 
     started = datetime.now(UTC)
     log = get_logger("harness.replay", command="replay")
-    quiet = bool((ctx.find_root().obj or {}).get("quiet"))
 
     def on_result(result: Any) -> None:
         log_report(log, result.run.report, cassette=result.meta.name, expect=result.meta.expect)
@@ -75,21 +78,16 @@ def replay(ctx: click.Context, paths: tuple[Path, ...], output_format: str, repo
     except PostgresUnavailable as exc:
         raise UsageProblem(f"no disposable PostgreSQL could be started: {exc}") from None
     with cluster:
-        factory = DatabaseFactory(cluster, prepare_template=migrate)
+        factory = DatabaseFactory(cluster, prepare_template=target.build_schema)
         if output_format == "text":
             click.echo(f"Replaying {len(metas)} cassette(s) on disposable PostgreSQL ({cluster.info.provider}).")
         width = max(len(meta.name) for meta in metas)
-        results = replay_all(
-            metas,
-            factory.new_database,
-            factory.drop,
-            on_result=on_result,
-            events_for=lambda meta: ProgressSink(quiet=quiet or output_format != "text", label=meta.name),
-        )
+        results = replay_all(metas, factory.new_database, factory.drop, target=target, on_result=on_result)
         context = RunContext(
             started_at=started,
             database_url=cluster.info.url("postgres"),
-            target=f"disposable PostgreSQL ({cluster.info.provider}), one database per cassette",
+            target=f"{target.config.name or target.config.flow} on disposable PostgreSQL ({cluster.info.provider}), "
+            "one database per cassette",
         )
     runs = [
         ReportedRun(r.meta.name, r.run, r.duration_s, source=str(r.meta.path), expect=r.meta.expect) for r in results

@@ -12,6 +12,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+# Imported with the module, not inside the async entry point: importing an SDK takes seconds
+# on a cold start, and doing it inside a running event loop stalls that loop.
+import anthropic
+import openai
+
 from harness.config import Settings
 from harness.flow.errors import MissingCredentials, NonJSONResponse
 from harness.pricing import cost_usd
@@ -57,9 +62,6 @@ def _tls_context() -> Any:
 
 def build_clients(settings: Settings, *, http_client: Any = None) -> LLMClients:
     """Async Anthropic and OpenAI clients with the project's timeouts and retry count."""
-    import anthropic
-    import openai
-
     timeouts = settings.timeouts
     anthropic_client = openai_client = None
     if settings.anthropic_api_key:
