@@ -30,6 +30,7 @@ __all__ = [
     "Classifier",
     "Finding",
     "Level",
+    "NotApplicable",
     "Outcome",
     "ProbeTimeout",
     "Recorder",
@@ -177,6 +178,17 @@ class CheckOutcome:
     reason: str | None = None
 
 
+class NotApplicable(Exception):
+    """Raised by a check function that cannot judge here (nothing to judge, or no means to); carries why.
+
+    The recorder records the checks it declares as skipped with that reason — never as passed.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class StageFailed(Exception):
     """Raised into the flow by a probe point that recorded a failure; carries the finding."""
 
@@ -312,8 +324,10 @@ class Recorder:
         ``gates`` declared checks (default: all of them) are gates: when one fails, the
         declared checks after it were never decided and are recorded as blocked. A
         failure the function did not declare (a crash, a classified exception) leaves
-        every declared check undecided. With ``timeout``, a check function that has not
-        returned in time is a finding of its stage. Raises :class:`StageFailed` on failure.
+        every declared check undecided. A function that raises :class:`NotApplicable`
+        leaves its declared checks skipped, with the reason. With ``timeout``, a check
+        function that has not returned in time is a finding of its stage. Raises
+        :class:`StageFailed` on failure.
         """
         found: list[Finding] = []
         for declared, check_fn in checks:
@@ -322,6 +336,9 @@ class Recorder:
                 findings = list(check_fn(*args) if timeout is None else _call_with_timeout(check_fn, args, timeout))
             except StageFailed:
                 raise
+            except NotApplicable as skipped:
+                self.skip(declared, point, skipped.reason)
+                continue
             except Exception as exc:  # a check that crashes is a finding of its stage, not a crash
                 findings = [self._classify(stage, exc, point)]
             elapsed = time.perf_counter() - started
