@@ -66,14 +66,15 @@ def _dialect() -> Any:
 
 def _resolved(type_: Any, dialect: Any) -> Any:
     """The type PostgreSQL gets: a variant for it, a TypeDecorator's implementation."""
-    from sqlalchemy.types import TypeDecorator
+    from sqlalchemy.types import Interval, TypeDecorator
 
     for _ in range(10):  # decorators of variants of decorators, bounded
         variant = (getattr(type_, "_variant_mapping", None) or {}).get(dialect.name)
         if variant is not None:
             type_ = variant
             continue
-        if isinstance(type_, TypeDecorator):
+        # Interval is a TypeDecorator over DateTime for databases without one; PostgreSQL has it.
+        if isinstance(type_, TypeDecorator) and not isinstance(type_, Interval):
             type_ = type_.load_dialect_impl(dialect)
             continue
         break
