@@ -78,9 +78,9 @@ def test_missing_column_is_named_with_its_table(postgres_cluster, flow_database_
     assert result.returncode == 1
     assert report["first_failure"]["id"] == "DB006"
     (column,) = report["first_failure"]["evidence"]["columns"]
-    assert (column["table"], column["column"], column["problem"]) == ("masterplans", "total_milestones", "missing")
+    assert (column["table"], column["column"], column["problem"]) == ("public.masterplans", "total_milestones", "missing")
     text = harness("diagnose", "--stage", "db", env={"DATABASE_URL": flow_database_url, **KEYS})
-    assert "DB006" in text.stdout and "masterplans.total_milestones missing" in text.stdout
+    assert "DB006" in text.stdout and "public.masterplans.total_milestones missing" in text.stdout
 
 
 def test_server_that_never_answers_gets_a_verdict_not_a_hang() -> None:
