@@ -42,8 +42,6 @@ __all__ = [
     "load_migrations",
 ]
 
-#: How long a trial run of the app's migrations may take, in seconds.
-APPLY_TIMEOUT = 300.0
 #: Characters of an error message kept.
 _MESSAGE_CHARS = 500
 
@@ -195,8 +193,6 @@ def load_migrations(ini: Path) -> MigrationScripts:
         script = _script_directory(config)
         scripts = list(script.walk_revisions())
         heads = tuple(sorted(script.get_heads()))
-    except MigrationsError:
-        raise
     except Exception as exc:  # alembic's CommandError / RevisionError, or a revision file that fails to import
         where = _revision_file_in(exc, ini.parent)
         raise MigrationsError(
@@ -311,7 +307,7 @@ def apply_migrations(
     revision: str = "heads",
     database_url_env: str = "DATABASE_URL",
     search_path: str | None = None,
-    timeout: float = APPLY_TIMEOUT,
+    timeout: float | None = None,
     extra_environ: Mapping[str, str] | None = None,
 ) -> MigrationRun:
     """Run the app's migrations up to ``revision`` against ``database_url`` (a disposable database).
@@ -319,8 +315,12 @@ def apply_migrations(
     The app's ``env.py`` runs in a child interpreter with ``database_url_env`` and the ini's
     ``sqlalchemy.url`` both set to ``database_url``; with ``search_path``, that becomes the
     database's default first (the setting the app's own database has). A run that does not
-    finish within ``timeout`` seconds is killed and reported as failed.
+    finish within ``timeout`` seconds (default ``TIMEOUTS.migrations``) is killed and reported
+    as failed.
     """
+    from harness.config import TIMEOUTS
+
+    timeout = TIMEOUTS.migrations if timeout is None else timeout
     ini = Path(ini).resolve()
     if search_path is not None:
         _set_search_path(database_url, search_path)
@@ -427,7 +427,10 @@ def _child(result_file: Path, request: Mapping[str, Any]) -> None:
             outcome = {"succeeded": True}
         except BaseException as exc:  # noqa: BLE001 - whatever the app's migrations raise is the finding
             if tripped:
-                outcome = {"succeeded": False, "refused": f"the app's env.py connected to another database ({tripped[0]})"}
+                outcome = {
+                    "succeeded": False,
+                    "refused": f"the app's env.py connected to another database ({tripped[0]})",
+                }
             else:
                 failed = _failed_revision(exc, paths)
                 outcome = {

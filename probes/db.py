@@ -494,16 +494,17 @@ def compare_schema(connection: Any, metadata: Any) -> SchemaComparison:
     """The database on ``connection`` against ``metadata``: which tables are missing, which columns differ."""
     found, missing = locate_tables(connection, metadata)
     tables = _as_metadata(metadata).tables
-    columns = [problem for location in found for problem in _column_problems(connection, tables[location.key], location)]
+    columns = [
+        problem for location in found for problem in _column_problems(connection, tables[location.key], location)
+    ]
     return SchemaComparison(found, missing, tuple(columns))
 
 
-def _columns_finding(check: Check, prefix: str, problems: Sequence[ColumnProblem], **evidence: Any) -> Finding:
-    return check.finding(
-        f"{prefix}{len(problems)} column problem(s); first: {problems[0]}.",
+def _columns_finding(problems: Sequence[ColumnProblem]) -> Finding:
+    return DB006.finding(
+        f"{len(problems)} column problem(s); first: {problems[0]}.",
         columns=[p.to_dict() for p in problems[:_EVIDENCE_ROWS]],
         tables=sorted({p.table for p in problems}),
-        **evidence,
     )
 
 
@@ -514,7 +515,7 @@ def check_columns(connection: Any, metadata: Any) -> list[Finding]:
     if not found:
         raise NotApplicable("none of the models' tables exists")
     problems = compare_schema(connection, metadata).columns
-    return [_columns_finding(DB006, "", problems)] if problems else []
+    return [_columns_finding(problems)] if problems else []
 
 
 # --------------------------------------------------------------------------- privileges
@@ -642,7 +643,10 @@ def check_migration_version(connection: Any, metadata: Any, migrations: Path | N
                 f"so no one knows which migrations ran (heads: {', '.join(heads)})."
             )
         else:
-            message = f"The database was never migrated: no Alembic version table and none of the models' tables (heads: {', '.join(heads)})."
+            message = (
+                "The database was never migrated: no Alembic version table and none of the models' tables "
+                f"(heads: {', '.join(heads)})."
+            )
         return [DB007.finding(message, database_revisions=[], heads=heads, version_table=None)]
     table = (ours or list(tables))[0]
     evidence: dict[str, Any] = {
@@ -724,7 +728,8 @@ def check_migrations_build_models(
     and the ini's ``sqlalchemy.url`` set to that URL (with the driver ``drivername``, the one the
     app's own URL names, if given); ``search_path`` — the app database's, see :func:`check_server`
     — is made the disposable database's default first, so unqualified tables land where they do
-    for the app.
+    for the app. The migrations may run for ``timeouts.migrations`` seconds — longer than
+    ``timeouts.probe``, the usual bound of one probe.
     """
     from harness.migrations import MigrationsError, apply_migrations
 
@@ -742,7 +747,12 @@ def check_migrations_build_models(
 
             app_url = make_url(url).set(drivername=drivername).render_as_string(hide_password=False)
         run = apply_migrations(
-            scripts.ini, app_url, revision="heads", database_url_env=database_url_env, search_path=search_path
+            scripts.ini,
+            app_url,
+            revision="heads",
+            database_url_env=database_url_env,
+            search_path=search_path,
+            timeout=timeouts.migrations,
         )
         if run.refused:
             raise NotApplicable(run.refused)

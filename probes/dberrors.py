@@ -8,6 +8,7 @@ errors raised by the server — psycopg 3 exposes it as ``sqlstate``, psycopg2 a
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 
@@ -109,6 +110,7 @@ def _driver_error(exc: BaseException) -> BaseException:
     return orig if isinstance(orig, BaseException) else exc
 
 
+@functools.cache
 def _database_error_types() -> tuple[type[BaseException], ...]:
     import psycopg
     import sqlalchemy.exc

@@ -175,7 +175,9 @@ def _numeric_problem(expected: TypeShape, found: TypeShape) -> str | None:
     if found_scale < expected_scale:
         return f"keeps {found_scale} fraction digits; the models keep {expected_scale}"
     if found.size - found_scale < expected.size - expected_scale:
-        return f"has room for {found.size - found_scale} integer digits; the models allow {expected.size - expected_scale}"
+        return (
+            f"has room for {found.size - found_scale} integer digits; the models allow {expected.size - expected_scale}"
+        )
     return None
 
 
@@ -203,17 +205,29 @@ def _problem(expected: TypeShape, found: TypeShape) -> str | None:
     elif family == "char" and other in ("char", "text"):
         return _text_problem(expected, found) if other == "text" or found.size != expected.size else None
     elif family == "int" and other == "int":
-        return None if (found.size or 0) >= (expected.size or 0) else f"a {found.size}-byte integer; the models write {expected.size}-byte ones"
+        return (
+            None
+            if (found.size or 0) >= (expected.size or 0)
+            else f"a {found.size}-byte integer; the models write {expected.size}-byte ones"
+        )
     elif family == "int" and other == "numeric":
         digits = _INTEGER_DIGITS.get(expected.size or 4, 19)
         room = None if found.size is None else found.size - (found.scale or 0)
-        return None if room is None or room >= digits else f"has room for {room} digits; the models write up to {digits}"
+        return (
+            None if room is None or room >= digits else f"has room for {room} digits; the models write up to {digits}"
+        )
     elif family == "float" and other == "float":
-        return None if (found.size or 0) >= (expected.size or 0) else "single precision; the models write double precision"
+        return (
+            None if (found.size or 0) >= (expected.size or 0) else "single precision; the models write double precision"
+        )
     elif family == "numeric" and other in ("numeric", "int"):
         return _numeric_problem(expected, found)
     elif family in ("timestamp", "time") and other == family:
-        return "without time zone; the models write zone-aware values" if expected.timezone and not found.timezone else None
+        return (
+            "without time zone; the models write zone-aware values"
+            if expected.timezone and not found.timezone
+            else None
+        )
     elif family == "array" and other == "array":
         if expected.item is None or found.item is None:
             return None

@@ -138,7 +138,9 @@ def test_env_py_that_connects_elsewhere_is_refused_before_migrating(app, databas
     production = postgres_cluster.create_database()
     try:
         env = app / "migrations" / "env.py"
-        env.write_text(env.read_text().replace('os.environ.get("PLANNER_DATABASE_URL")', 'os.environ["PRODUCTION_URL"]'))
+        env.write_text(
+            env.read_text().replace('os.environ.get("PLANNER_DATABASE_URL")', 'os.environ["PRODUCTION_URL"]')
+        )
         run = apply_migrations(
             app / "alembic.ini",
             database,
@@ -159,7 +161,12 @@ def test_env_py_that_connects_elsewhere_is_refused_before_migrating(app, databas
 
 def test_failure_names_the_revision_and_never_the_password(app, database, postgres_cluster) -> None:
     """A migration that raises is reported by revision and file; a URL in its message loses its password."""
-    _revision(app, "planner_0003_leaks_its_url", SECOND, '    import os\n    raise RuntimeError(os.environ["PLANNER_DATABASE_URL"])')
+    _revision(
+        app,
+        "planner_0003_leaks_its_url",
+        SECOND,
+        '    import os\n    raise RuntimeError(os.environ["PLANNER_DATABASE_URL"])',
+    )
     run = apply_migrations(app / "alembic.ini", database, database_url_env="PLANNER_DATABASE_URL")
     assert not run.succeeded
     assert run.failed_revision == "planner_0003_leaks_its_url"

@@ -78,7 +78,11 @@ def test_missing_column_is_named_with_its_table(postgres_cluster, flow_database_
     assert result.returncode == 1
     assert report["first_failure"]["id"] == "DB006"
     (column,) = report["first_failure"]["evidence"]["columns"]
-    assert (column["table"], column["column"], column["problem"]) == ("public.masterplans", "total_milestones", "missing")
+    assert (column["table"], column["column"], column["problem"]) == (
+        "public.masterplans",
+        "total_milestones",
+        "missing",
+    )
     text = harness("diagnose", "--stage", "db", env={"DATABASE_URL": flow_database_url, **KEYS})
     assert "DB006" in text.stdout and "public.masterplans.total_milestones missing" in text.stdout
 

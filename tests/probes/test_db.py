@@ -69,8 +69,8 @@ def test_migrated_database_passes_every_schema_check(postgres_cluster, flow_data
     findings = _check(flow_database_url, lambda c: db.check_server(c)[0])
     assert findings == []
     assert db.check_migration_heads(migrations_ini()) == []
-    new_database = lambda: postgres_cluster.url(postgres_cluster.create_database())  # noqa: E731
-    drop_database = lambda url: postgres_cluster.drop_database(make_url(url).database)  # noqa: E731
+    new_database = lambda: postgres_cluster.url(postgres_cluster.create_database())
+    drop_database = lambda url: postgres_cluster.drop_database(make_url(url).database)
     assert db.check_migrations_build_models(metadata, migrations_ini(), new_database, drop_database) == []
 
 

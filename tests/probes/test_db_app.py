@@ -245,16 +245,21 @@ def test_two_heads_are_db011_naming_both_with_their_files(tmp_path, planner_meta
         {"revision": SECOND, "file": f"migrations/versions/{SECOND}.py"},
         {"revision": BRANCH, "file": f"migrations/versions/{BRANCH}.py"},
     ]
-    assert db.check_migrations_build_models(
-        planner_metadata, ini, *disposable, database_url_env=URL_ENV, search_path=SEARCH_PATH
-    ) == []
+    assert (
+        db.check_migrations_build_models(
+            planner_metadata, ini, *disposable, database_url_env=URL_ENV, search_path=SEARCH_PATH
+        )
+        == []
+    )
 
 
 def test_database_behind_head_is_db007(planner_metadata, empty_planner_database) -> None:
     """A database migrated to the first revision only is a DB007 warning naming its revision, the head and
     what is pending, read from the version table in the planning schema."""
     _migrate(SCHEMA_APP / "alembic.ini", empty_planner_database, revision=FIRST)
-    (finding,) = _probe(empty_planner_database, db.check_migration_version, planner_metadata, SCHEMA_APP / "alembic.ini")
+    (finding,) = _probe(
+        empty_planner_database, db.check_migration_version, planner_metadata, SCHEMA_APP / "alembic.ini"
+    )
     assert finding.id == "DB007" and finding.level is Level.WARNING
     assert finding.evidence["database_revisions"] == [FIRST]
     assert finding.evidence["heads"] == [SECOND]
@@ -272,7 +277,9 @@ def test_database_never_stamped_is_db007_not_at_head(planner_database, planner_m
 
 def test_empty_database_is_never_at_head(planner_metadata, empty_planner_database) -> None:
     """A database with none of the app's tables and no version table: DB007 says it was never migrated."""
-    (finding,) = _probe(empty_planner_database, db.check_migration_version, planner_metadata, SCHEMA_APP / "alembic.ini")
+    (finding,) = _probe(
+        empty_planner_database, db.check_migration_version, planner_metadata, SCHEMA_APP / "alembic.ini"
+    )
     assert finding.id == "DB007" and "never migrated" in finding.message
 
 
@@ -299,14 +306,15 @@ def test_revoked_privileges_are_db008_with_schema_qualified_names(
             name,
         )
         url = _driver(
-            make_url(planner_database).set(username="planner_app", password="planner-pass-123456").render_as_string(
-                hide_password=False
-            ),
+            make_url(planner_database)
+            .set(username="planner_app", password="planner-pass-123456")
+            .render_as_string(hide_password=False),
             "postgresql+psycopg2",
         )
         (finding,) = _probe(url, db.check_privileges, planner_metadata)
         postgres_cluster.run_sql(
-            "GRANT INSERT ON planning.tasks TO planner_app; GRANT USAGE ON ALL SEQUENCES IN SCHEMA planning TO planner_app",
+            "GRANT INSERT ON planning.tasks TO planner_app;"
+            " GRANT USAGE ON ALL SEQUENCES IN SCHEMA planning TO planner_app",
             name,
         )
         assert _probe(url, db.check_privileges, planner_metadata) == []
@@ -342,7 +350,12 @@ def test_db012_without_a_disposable_database_is_skipped_not_passed(planner_metad
     recorder.run_checks(
         Stage.DB,
         "db",
-        [((db.DB012,), lambda: db.check_migrations_build_models(planner_metadata, SCHEMA_APP / "alembic.ini", None, None))],
+        [
+            (
+                (db.DB012,),
+                lambda: db.check_migrations_build_models(planner_metadata, SCHEMA_APP / "alembic.ini", None, None),
+            )
+        ],
     )
     (outcome,) = recorder.report.outcomes
     assert outcome.outcome is Outcome.SKIPPED and "no disposable PostgreSQL" in outcome.reason

@@ -1,4 +1,4 @@
-"""The type-equivalence rule (probes/dbtypes.py), judged on columns PostgreSQL really created and SQLAlchemy reflected."""
+"""The type-equivalence rule (probes/dbtypes.py), on columns PostgreSQL really created and SQLAlchemy reflected."""
 
 from __future__ import annotations
 
@@ -126,9 +126,7 @@ def test_equivalent_types_are_not_drift(reflected, case, models_type, ddl) -> No
     assert type_problem(models_type, reflected[case]) is None
 
 
-@pytest.mark.parametrize(
-    ("case", "models_type", "ddl", "reason"), INCOMPATIBLE, ids=[case[0] for case in INCOMPATIBLE]
-)
+@pytest.mark.parametrize(("case", "models_type", "ddl", "reason"), INCOMPATIBLE, ids=[case[0] for case in INCOMPATIBLE])
 def test_types_that_lose_or_refuse_values_are_drift(reflected, case, models_type, ddl, reason) -> None:
     """A column that refuses or loses what the models write is reported, saying why."""
     problem = type_problem(models_type, reflected[case])

@@ -4,9 +4,8 @@ import os
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import create_engine, pool, text
-
 from planner_app.models import metadata
+from sqlalchemy import create_engine, pool, text
 
 config = context.config
 if config.config_file_name is not None:
