@@ -37,6 +37,7 @@ __all__ = [
     "MigrationsError",
     "Revision",
     "VersionTable",
+    "app_config",
     "apply_migrations",
     "find_version_tables",
     "load_migrations",
@@ -155,7 +156,7 @@ def app_config(ini: Path, database_url: str | None = None) -> Any:
         raise MigrationsError(f"{ini}: cannot be read: {type(exc).__name__}: {exc}") from None
     if not location:
         raise MigrationsError(f"{ini}: [alembic] has no script_location")
-    # "package:folder" names a package resource; a drive letter or an existing path is a path.
+    # "package:folder" names a package resource, which Alembic resolves itself; anything else is a path.
     if ":" not in location or Path(location).is_absolute():
         config.set_main_option("script_location", _absolute(location, base).replace("%", "%%"))
     if version_locations or prepend:
@@ -261,11 +262,11 @@ def find_version_tables(connection: Any) -> tuple[VersionTable, ...]:
     """Every Alembic version table the connected role can read, those on its ``search_path`` first."""
     from sqlalchemy import text
 
+    quote = connection.dialect.identifier_preparer.quote
     tables = []
     for schema, name, readable in connection.execute(text(_VERSION_TABLES)).all():
         if not readable:
             continue
-        quote = connection.dialect.identifier_preparer.quote
         rows = connection.execute(text(f"SELECT version_num FROM {quote(schema)}.{quote(name)}")).scalars()
         tables.append(VersionTable(schema, name, tuple(sorted(rows))))
     return tuple(tables)

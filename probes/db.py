@@ -636,7 +636,7 @@ def check_migration_version(connection: Any, metadata: Any, migrations: Path | N
     found, _ = locate_tables(connection, metadata)
     tables = find_version_tables(connection)
     ours = [t for t in tables if any(scripts.knows(rev) for rev in t.revisions)]
-    if not ours and not tables:
+    if not tables:
         if found:
             message = (
                 "The database was never stamped: the models' tables exist but no Alembic version table does, "
