@@ -38,6 +38,7 @@ __all__ = [
     "replaying",
     "scan_cassette",
     "summarize_response",
+    "update_metadata",
 ]
 
 CASSETTE_SUFFIXES = (".yaml", ".yml")
@@ -558,3 +559,14 @@ def recording(path: Path, meta: dict[str, Any], *, stand_ins: dict[str, str] | N
             cleaned = _scrub_value(meta)
             meta.clear()
             meta.update(cleaned)
+
+
+def update_metadata(path: Path, change: Any) -> None:
+    """Rewrite a saved cassette's ``metadata.harness`` with ``change(meta)``, redacted like the rest."""
+    from vcr.serializers import yamlserializer
+
+    data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    meta = data.setdefault("metadata", {}).setdefault("harness", {})
+    change(meta)
+    data["metadata"]["harness"] = _scrub_value(meta)
+    Path(path).write_text(yamlserializer.serialize(data), encoding="utf-8")

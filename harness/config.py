@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 __all__ = [
     "DEFAULT_MODELS",
     "GENERATION_MODES",
+    "MODELS_ENV_PREFIX",
     "RETRIES",
     "TIMEOUTS",
     "EnvFileError",
@@ -21,6 +22,7 @@ __all__ = [
     "Settings",
     "Timeouts",
     "load_env_file",
+    "models_from_env",
     "sqlalchemy_url",
 ]
 
@@ -78,6 +80,32 @@ class Models:
 
 DEFAULT_MODELS = Models()
 
+#: Prefix of the environment variables that override :class:`Models` fields (``MASTERPLAN_GENERATION_MODE``).
+MODELS_ENV_PREFIX = "MASTERPLAN_"
+
+
+def models_from_env(environ: Mapping[str, str], base: Models = DEFAULT_MODELS) -> Models:
+    """``base`` with each field a ``MASTERPLAN_<FIELD>`` variable sets; ``ValueError`` naming a bad one."""
+    from dataclasses import fields
+
+    changes: dict[str, object] = {}
+    for item in fields(Models):
+        name = MODELS_ENV_PREFIX + item.name.upper()
+        raw = environ.get(name)
+        if raw is None or not raw.strip():
+            continue
+        if isinstance(getattr(base, item.name), int):
+            try:
+                changes[item.name] = int(raw)
+            except ValueError:
+                raise ValueError(f"{name}={raw!r} is not a whole number") from None
+        else:
+            changes[item.name] = raw.strip()
+    mode = changes.get("generation_mode", base.generation_mode)
+    if mode not in GENERATION_MODES:
+        raise ValueError(f"{MODELS_ENV_PREFIX}GENERATION_MODE={mode!r}: expected one of {', '.join(GENERATION_MODES)}")
+    return replace(base, **changes)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -106,14 +134,20 @@ class Settings:
     }
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read settings from ``environ`` (default: the process environment); blanks count as missing."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, database_url_env: str = "DATABASE_URL") -> Settings:
+        """Read settings from ``environ`` (default: the process environment); blanks count as missing.
+
+        ``database_url_env`` is where the application under diagnosis reads its database URL.
+        """
         environ = os.environ if environ is None else environ
-        values = {}
+        values: dict[str, object] = {}
         for attr, name in cls.ENV_NAMES.items():
+            if attr == "database_url":
+                name = database_url_env
             raw = environ.get(name)
             values[attr] = raw.strip() if raw and raw.strip() else None
-        return cls(**values)
+        values["models"] = models_from_env(environ)
+        return cls(**values)  # type: ignore[arg-type]
 
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with some fields replaced."""

@@ -12,25 +12,20 @@ flagged in the metadata's ``warnings`` and returned, so the recorder sees it at 
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
+from typing import Any
 
 from harness.cassettes import OFFICIAL_BASE_URLS, CallSummary, recording, summarize_response
 from harness.config import Settings
-from harness.runner import FlowRequest, FlowRun, run_flow
+from harness.runner import FlowRequest, FlowRun, LLMMode, RunOptions, run_flow
+from harness.target import Target
 
-__all__ = ["REPLAYED_MODEL_FIELDS", "RecordedCassette", "record_cassette", "recording_warnings"]
-
-#: Model settings that shape request bodies, kept in the cassette so replay sends the same requests.
-REPLAYED_MODEL_FIELDS = (
-    "discovery_max_tokens",
-    "masterplan_max_tokens",
-    "skeleton_max_tokens",
-    "batch_max_tokens",
-    "batch_max_tasks",
-)
+__all__ = ["RecordedCassette", "record_cassette", "recording_warnings"]
 
 
 @dataclass(frozen=True)
@@ -79,11 +74,15 @@ def record_cassette(
     settings: Settings,
     made_with: str,
     force: bool = False,
+    target: Target | None = None,
+    flow_env: dict[str, str] | None = None,
 ) -> RecordedCassette:
-    """Run ``request`` through the flow with ``settings`` and write every LLM exchange to ``path``.
+    """Run ``request`` through the target's flow with ``settings`` and write every LLM exchange to ``path``.
 
     ``made_with`` says honestly what answered (a real API, or a local stand-in server);
     when base URLs point at a stand-in, the cassette records the official URLs instead.
+    ``flow_env`` (settings the flow reads that shape its requests) is set for the run and
+    kept in the cassette, so a replay sends the same requests.
     """
     path = Path(path)
     if path.exists() and not force:
@@ -97,41 +96,61 @@ def record_cassette(
     if settings.openai_base_url:
         local = settings.openai_base_url.rstrip("/")
         stand_ins[local.removesuffix("/v1")] = OFFICIAL_BASE_URLS["openai"]
-    meta = {
+    env = dict(sorted((flow_env or {}).items()))
+    meta: dict[str, Any] = {
         "name": name,
         "description": description,
         "request": request.request,
         "user_id": request.user_id,
         "session_id": request.session_id,
         "expect": "pending",
+        "env": env,
         "recorded_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "made_with": made_with,
-        "generation_mode": settings.models.generation_mode,
-        "models": {"generation": settings.models.generation, "embedding": settings.models.embedding},
-        "max_tokens": {name: getattr(settings.models, name) for name in REPLAYED_MODEL_FIELDS},
         "versions": _versions(),
     }
-    try:
+    cassettes: list[Any] = []
+
+    @contextmanager
+    def answers() -> Iterator[None]:
         with recording(path, meta, stand_ins=stand_ins) as cassette:
-            run = run_flow(settings, request)
-            calls = tuple(summarize_response(req.method, req.uri, response) for req, response in cassette.data)
-            warnings = recording_warnings(calls)
-            meta["expect"] = run.report.verdict
-            meta["attempts"] = run.observations.get("attempts", [])
-            meta["calls"] = [
-                {"point": key.removeprefix("llm."), **value}
-                for key, value in run.observations.items()
-                if key.startswith("llm.")
-            ]
-            meta["stop_reasons"] = [call.stop_reason for call in calls]
-            meta["usage"] = {
-                "input_tokens": sum(call.input_tokens or 0 for call in calls),
-                "output_tokens": sum(call.output_tokens or 0 for call in calls),
-            }
-            meta["truncated"] = any(call.truncated for call in calls)
-            if warnings:
-                meta["warnings"] = warnings
+            cassettes.append(cassette)
+            yield
+
+    try:
+        run = run_flow(
+            settings,
+            request,
+            target=target,
+            options=RunOptions(llm=LLMMode.FULL, flow_env=tuple(env.items())),
+            answers=answers,
+        )
+        data = cassettes[0].data if cassettes else []
+        calls = tuple(summarize_response(req.method, req.uri, response) for req, response in data)
+        warnings = recording_warnings(calls)
+        _finish_metadata(path, run, calls, warnings)
     except BaseException:
         path.unlink(missing_ok=True)  # half a recording with expectation "pending" helps nobody
         raise
     return RecordedCassette(path, run, calls, tuple(warnings))
+
+
+def _finish_metadata(path: Path, run: FlowRun, calls: tuple[CallSummary, ...], warnings: list[str]) -> None:
+    """Write the run's verdict and what each call said into the cassette just saved."""
+    if not path.exists():
+        return  # nothing was recorded (the run stopped before any LLM call)
+    from harness.cassettes import update_metadata
+
+    def fill(meta: dict[str, Any]) -> None:
+        meta["expect"] = run.report.verdict
+        meta["calls"] = run.observations.get("llm.calls", [])
+        meta["stop_reasons"] = [call.stop_reason for call in calls]
+        meta["usage"] = {
+            "input_tokens": sum(call.input_tokens or 0 for call in calls),
+            "output_tokens": sum(call.output_tokens or 0 for call in calls),
+        }
+        meta["truncated"] = any(call.truncated for call in calls)
+        if warnings:
+            meta["warnings"] = warnings
+
+    update_metadata(path, fill)

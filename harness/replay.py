@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from harness.cassettes import CassetteError, CassetteMeta, replaying
-from harness.config import GENERATION_MODES, Models, Settings
-from harness.record import REPLAYED_MODEL_FIELDS
-from harness.runner import FlowRequest, FlowRun, run_flow
+from harness.config import Settings
+from harness.runner import FlowRequest, FlowRun, LLMMode, RunOptions, run_flow
+from harness.target import Target
 
 __all__ = [
     "REPLAY_ANTHROPIC_KEY",
     "REPLAY_OPENAI_KEY",
     "ReplayResult",
-    "recorded_models",
+    "flow_env",
     "replay_all",
     "replay_cassette",
 ]
@@ -49,35 +49,42 @@ class ReplayResult:
         return self.verdict == self.meta.expect
 
 
+def flow_env(meta: CassetteMeta) -> dict[str, str]:
+    """The environment the recorded flow ran with that shapes its requests (``metadata.harness.env``)."""
+    env = meta.extra.get("env") or {}
+    if not isinstance(env, dict) or not all(isinstance(k, str) for k in env):
+        raise CassetteError(meta.path, "metadata.harness.env must map variable names to values")
+    return {name: str(value) for name, value in env.items()}
+
+
 def replay_cassette(
-    meta: CassetteMeta, database_url: str, *, settings: Settings | None = None, events: Any = None
+    meta: CassetteMeta,
+    database_url: str,
+    *,
+    settings: Settings | None = None,
+    target: Target | None = None,
+    disposable: tuple[Callable[[], str], Callable[[str], None]] | None = None,
 ) -> ReplayResult:
-    """Run one cassette's request through the flow against ``database_url``; ``events`` is its event sink."""
+    """Run one cassette's request through the target's flow against ``database_url``."""
     base = settings or Settings()
     replay_settings = base.with_overrides(
-        models=recorded_models(meta, base.models),
         database_url=database_url,
         anthropic_api_key=REPLAY_ANTHROPIC_KEY,
         openai_api_key=REPLAY_OPENAI_KEY,
         anthropic_base_url=None,
         openai_base_url=None,
     )
+    options = RunOptions(llm=LLMMode.REPLAY, provoke=True, flow_env=tuple(sorted(flow_env(meta).items())))
     started = time.perf_counter()
-    with replaying(meta.path):
-        run = run_flow(replay_settings, FlowRequest(meta.request, meta.user_id, meta.session_id), events=events)
+    run = run_flow(
+        replay_settings,
+        FlowRequest(meta.request, meta.user_id, meta.session_id),
+        target=target,
+        options=options,
+        answers=lambda: replaying(meta.path),
+        disposable=disposable,
+    )
     return ReplayResult(meta, run, time.perf_counter() - started)
-
-
-def recorded_models(meta: CassetteMeta, models: Models) -> Models:
-    """``models`` with the generation mode and request-shaping limits the cassette was recorded with."""
-    mode = meta.extra.get("generation_mode", models.generation_mode)
-    if mode not in GENERATION_MODES:
-        raise CassetteError(
-            meta.path, f"unknown generation_mode {mode!r}; expected one of {', '.join(GENERATION_MODES)}"
-        )
-    limits = meta.extra.get("max_tokens") or {}
-    known = {name: int(limits[name]) for name in REPLAYED_MODEL_FIELDS if isinstance(limits.get(name), int)}
-    return replace(models, generation_mode=mode, **known)
 
 
 def replay_all(
@@ -85,18 +92,15 @@ def replay_all(
     new_database: Callable[[], str],
     drop_database: Callable[[str], None],
     *,
+    target: Target | None = None,
     on_result: Callable[[ReplayResult], None] | None = None,
-    events_for: Callable[[CassetteMeta], Any] | None = None,
 ) -> list[ReplayResult]:
-    """Replay each cassette on its own fresh database; ``on_result`` sees each result as it comes.
-
-    ``events_for(meta)``, if given, makes the event sink of that cassette's run (progress display).
-    """
+    """Replay each cassette on its own fresh database; ``on_result`` sees each result as it comes."""
     results = []
     for meta in metas:
         url = new_database()
         try:
-            result = replay_cassette(meta, url, events=events_for(meta) if events_for else None)
+            result = replay_cassette(meta, url, target=target)
         finally:
             drop_database(url)
         results.append(result)

@@ -1,36 +1,66 @@
-"""Runs the flow behind its probe points and returns the report.
+"""Runs a target's flow under the watchers and returns the judged report.
 
-Order: env → db → auth (pre-flight, no tokens spent) → the chat command itself, whose
-probe points cover llm, parse and persist. A failed pre-flight stage blocks what needs it;
-points the flow never reached are reported as blocked by the first failure, and points a
-run chose not to reach (``--llm off``, ``--read-only``, ``--stage``) as skipped, with why.
+Order: env → db → auth (pre-flight, no tokens spent, probes walked from the registry) →
+one call of the target's flow, watched from outside (LLM traffic, database writes, the
+functions named in ``points``, the event loop) → the llm, parse and persist probes judge the
+timeline (:mod:`harness.judge`). The flow runs only when every check it needs passed; what
+it needs is declared here, once (:data:`FLOW_REQUIRES`).
 
-``replay`` and ``record`` run the whole flow; ``diagnose`` adds a mode for the LLM stage,
-a read-only switch, and canary rows that are always removed afterwards.
+When answers are replayed, a second, short run provokes a failure inside the application's
+first unit of work and checks that it reaches the caller (PERSIST011) — a session scope
+that swallows exceptions looks healthy on every run that does not fail.
+
+``diagnose`` adds an LLM mode, a read-only switch, and canary rows that are always removed
+afterwards — by the keys the watcher saw written, children first.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
-import itertools
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.config import Settings
 from harness.redaction import register_secret
+from harness.target import Target, environment, load_target
 from probes import CLASSIFIERS, auth, db, env, llm, persist
-from probes.core import STAGE_NEEDS, Check, Level, Recorder, Report, Stage, StageFailed
-from probes.points import FLOW_POINTS, ProbeHooks, mark_unreached
+from probes.context import FlowContext, PreflightContext
+from probes.core import Check, Level, Outcome, Recorder, Report, Stage
+from probes.registry import Scope, probes_for
 
-__all__ = ["FLOW_STAGES", "NO_EVENT_SINK", "FlowRequest", "FlowRun", "LLMMode", "RunOptions", "run_flow"]
+__all__ = [
+    "FLOW_REQUIRES",
+    "FlowRequest",
+    "FlowRun",
+    "LLMMode",
+    "ProvocationResult",
+    "RunOptions",
+    "run_flow",
+]
 
-#: Stages whose checks only the flow itself can run.
-FLOW_STAGES = frozenset({Stage.LLM, Stage.PARSE, Stage.PERSIST})
-#: Pass as ``run_flow(..., events=NO_EVENT_SINK)`` to run the flow without any event sink (a fault).
-NO_EVENT_SINK: Any = object()
+#: What the flow needs before it is run: a usable database URL and key, a reachable and complete
+#: database, and an identity. A failure of any of these blocks every llm, parse and persist check.
+FLOW_REQUIRES: tuple[Check, ...] = (
+    env.ENV001,
+    env.ENV004,
+    env.ENV002,
+    db.DB001,
+    db.DB002,
+    db.DB003,
+    db.DB010,
+    db.DB004,
+    db.DB006,
+    db.DB008,
+    db.DB009,
+    auth.AUTH003,
+    auth.AUTH001,
+    auth.AUTH002,
+)
+#: Stages whose checks only a run of the flow can decide.
+FLOW_STAGES = (Stage.LLM, Stage.PARSE, Stage.PERSIST)
 
 
 class LLMMode(str, enum.Enum):
@@ -40,7 +70,7 @@ class LLMMode(str, enum.Enum):
     OFF = "off"
     #: One minimal call per API: proves keys and model; the flow is not run.
     PING = "ping"
-    #: The whole flow, live (or against whatever answers the SDKs' HTTP, e.g. a cassette).
+    #: The whole flow, live (or against whatever answers the SDKs' HTTP).
     FULL = "full"
     #: The whole flow with recorded answers (the caller installs the cassette).
     REPLAY = "replay"
@@ -69,8 +99,14 @@ class RunOptions:
     fail_level: Level = Level.ERROR
     #: Why the bearer token did not verify, when one was given and failed.
     token_error: str | None = None
+    #: A bearer token was given at all.
+    token_given: bool = False
     #: Where the identity came from, for the report.
     identity_source: str = "flags"
+    #: Provoke a failure in the first unit of work in a second run (only where answers are replayed).
+    provoke: bool = False
+    #: Environment variables the flow's call needs besides the settings (a cassette's ``env``).
+    flow_env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -78,13 +114,31 @@ class FlowRun:
     """The report of one run, with what the flow produced along the way."""
 
     report: Report
-    #: What the probe points saw: LLM exchanges (stop reason, usage, cost, latency), saved keys, server facts.
+    #: What the run saw: LLM exchanges (stop reason, usage, cost, latency), rows committed, server facts.
     observations: dict[str, Any] = field(default_factory=dict)
-    events: list[Any] = field(default_factory=list)
-    discovery_id: Any = None
-    masterplan_id: Any = None
+    #: What the flow callable returned (``None`` when it raised or did not run).
+    returned: Any = None
     #: The session id the rows were written under (a canary id when ``canary`` was set).
     session_id: str | None = None
+    #: The timeline of the flow's run (``None`` when the flow did not run).
+    timeline: Any = None
+
+
+@dataclass(frozen=True)
+class ProvocationResult:
+    """What the provoked run showed: did a failure in the first save reach the flow's caller?"""
+
+    reached_caller: bool
+    #: The table whose first write was made to fail.
+    table: str
+    point: str
+    #: Where the application rolled back without re-raising (its own line), if it did.
+    rolled_back_at: str | None
+    #: The flow's own exception when it was not the provoked one.
+    flow_error: str | None
+    #: Rows and LLM calls the flow made after the failure (it carried on as if the save had worked).
+    writes_after: int
+    calls_after: int
 
 
 def _register_secrets(settings: Settings) -> None:
@@ -100,303 +154,293 @@ def _register_secrets(settings: Settings) -> None:
             pass  # an unparseable URL is reported by the env stage
 
 
-def _migration_head() -> str | None:
-    from alembic.script import ScriptDirectory
-
-    from harness.flow.database import migrations_config
-
-    return ScriptDirectory.from_config(migrations_config("postgresql://localhost/unused")).get_current_head()
+# -- pre-flight --------------------------------------------------------------------------------
 
 
-def _db_stage(recorder: Recorder, settings: Settings) -> None:
-    """The db checks on one probe connection; only a failed connection blocks the rest."""
-    from harness.flow.models import metadata
+def _preflight(recorder: Recorder, ctx: PreflightContext, options: RunOptions, timeout: float) -> None:
+    """Walk the env, db and auth probes of the registry; a requirement that failed blocks what needs it."""
+    try:
+        for stage in (Stage.ENV, Stage.DB, Stage.AUTH):
+            entries = probes_for(stage, Scope.PREFLIGHT)
+            if stage not in options.stages:
+                for entry in entries:
+                    recorder.skip(entry.emits, stage.value, "stage not selected (--stage)")
+                continue
+            for entry in entries:
+                recorder.run_probe(entry, stage.value, ctx, timeout=timeout)
+    finally:
+        db.close_probe_connection(ctx.db)
 
-    url = settings.database_url or ""
-    holder: dict[str, Any] = {}
 
-    def connect() -> list:
-        findings, engine, connection = db.open_probe_connection(url, settings.timeouts)
-        holder.update(engine=engine, connection=connection)
+# -- the flow under the watchers ---------------------------------------------------------------
+
+
+def _flow_environment(target: Target, settings: Settings, options: RunOptions) -> dict[str, str | None]:
+    values: dict[str, str | None] = {
+        target.config.database_url_env: settings.database_url,
+        "ANTHROPIC_API_KEY": settings.anthropic_api_key,
+        "OPENAI_API_KEY": settings.openai_api_key,
+        "ANTHROPIC_BASE_URL": settings.anthropic_base_url,
+        "OPENAI_BASE_URL": settings.openai_base_url,
+    }
+    values.update(dict(options.flow_env))
+    return values
+
+
+@contextmanager
+def watching(target: Target, timeline: Any) -> Iterator[Any]:
+    """Every watcher installed around one flow call; yields the database watcher (for what is still pending)."""
+    from harness.observe.http import HttpWatch
+    from harness.observe.orm import OrmWatch
+    from harness.observe.points import PointWatch
+
+    metadata = target.metadata
+    tables = {table.fullname for table in metadata.sorted_tables} if metadata is not None else None
+    with (
+        HttpWatch(timeline, target.code),
+        OrmWatch(timeline, target.code, tables=tables) as orm,
+        PointWatch(timeline, target.code, target.config.points),
+    ):
+        yield orm
+
+
+def _call_flow(
+    target: Target,
+    request: FlowRequest,
+    timeline: Any,
+    environ: dict[str, str | None],
+    answers: Callable[[], AbstractContextManager[Any]],
+    *,
+    before_call: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> Any:
+    """One call of the target's flow under the watchers; its end (value or exception) goes to the timeline."""
+    from harness.observe.code import exception_info
+    from harness.observe.timeline import FlowEnded, UnitClosed
+
+    returned = None
+    with environment(environ), answers(), watching(target, timeline) as orm, before_call():
+        try:
+            returned = target.call(request.request, request.user_id, request.session_id)
+        except Exception as exc:  # the application's failure is what the run judges, never a crash of ours
+            timeline.add(FlowEnded(error=exception_info(exc, target.code)))
+        else:
+            timeline.add(FlowEnded(returned=returned))
+        for unit, writes in orm.pending():
+            timeline.add(UnitClosed(unit=unit, uncommitted=tuple(writes), location=None))
+    return returned
+
+
+def _committed_keys(*timelines: Any) -> dict[str, list[tuple[Any, ...]]]:
+    """Table → primary keys of every row the runs committed (what a canary cleanup removes)."""
+    from harness.observe.timeline import UnitCommitted
+
+    keys: dict[str, list[tuple[Any, ...]]] = {}
+    for timeline in timelines:
+        if timeline is None:
+            continue
+        for commit in timeline.of(UnitCommitted):
+            for write in commit.writes:
+                if write.key is not None and write.op != "delete":
+                    found = keys.setdefault(write.table, [])
+                    if tuple(write.key) not in found:
+                        found.append(tuple(write.key))
+    return keys
+
+
+def _provoke(
+    target: Target,
+    request: FlowRequest,
+    environ: dict[str, str | None],
+    answers: Callable[[], AbstractContextManager[Any]],
+    main: Any,
+) -> tuple[ProvocationResult | str, Any]:
+    """Run the flow again with its first write to the application's tables made to fail; did the failure come out?"""
+    from harness.observe.faults import ProvokedFailure, failing_writes
+    from harness.observe.timeline import LLMExchange, RowsWritten, Timeline, UnitCommitted, UnitRolledBack
+
+    first = next((c for c in main.of(UnitCommitted) if c.writes), None)
+    if first is None:
+        return "the flow committed nothing, so there was no save to make fail", None
+    table = first.writes[0].table
+    timeline = Timeline()
+    _call_flow(target, request, timeline, environ, answers, before_call=lambda: failing_writes(table))
+    ended = timeline.ended()
+    error = ended.error if ended is not None else None
+    chain = []
+    current = error.exception if error is not None else None
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    reached = any(isinstance(exc, ProvokedFailure) for exc in chain)
+    rollbacks = [
+        r for r in timeline.of(UnitRolledBack) if r.error is not None and isinstance(r.error.exception, ProvokedFailure)
+    ]
+    provoked_at = rollbacks[0].seq if rollbacks else 0
+    result = ProvocationResult(
+        reached_caller=reached,
+        table=table,
+        point="persist",
+        rolled_back_at=str(rollbacks[-1].location) if rollbacks and rollbacks[-1].location else None,
+        flow_error=None if error is None or reached else f"{error.type}: {error.message}",
+        writes_after=sum(len(w.writes) for w in timeline.of(RowsWritten) if w.seq > provoked_at),
+        calls_after=sum(1 for x in timeline.of(LLMExchange) if x.seq > provoked_at),
+    )
+    return result, timeline
+
+
+def _run_flow_and_judge(
+    recorder: Recorder,
+    target: Target,
+    settings: Settings,
+    request: FlowRequest,
+    run: FlowRun,
+    options: RunOptions,
+    answers: Callable[[], AbstractContextManager[Any]],
+) -> Any:
+    from harness.judge import judge_flow
+    from harness.observe.timeline import Timeline
+
+    environ = _flow_environment(target, settings, options)
+    timeline = Timeline()
+    run.timeline = timeline
+    run.returned = _call_flow(target, request, timeline, environ, answers)
+    reader = persist.Readback(settings.database_url, settings.timeouts) if settings.database_url else None
+    ctx = FlowContext(timeline, target, request, reader, observe=recorder.observe, timeouts=settings.timeouts)
+    provoked_timeline = None
+    try:
+        if options.provoke:
+            result, provoked_timeline = _provoke(target, request, environ, answers, timeline)
+            ctx.state["provocation"] = result
+        elif options.llm is LLMMode.FULL:
+            ctx.state["provocation"] = "live answers: provoking a failure would spend another LLM call (replay a cassette)"
+        judge_flow(recorder, ctx, timeout=settings.timeouts.probe)
+    finally:
+        if reader is not None:
+            reader.close()
+    recorder.observe("saved", [{"table": t, "key": [str(p) for p in k]} for t, keys in _committed_keys(timeline).items() for k in keys])
+    return provoked_timeline
+
+
+def _remove_canary(recorder: Recorder, target: Target, settings: Settings, session_id: str, *timelines: Any) -> None:
+    """Delete what the run wrote (by the keys the watcher saw), children first, and verify it is gone."""
+    keys = _committed_keys(*timelines)
+
+    def remove(ctx: Any) -> list:
+        findings, deleted = persist.remove_rows(settings.database_url or "", target.metadata, keys, settings.timeouts)
+        recorder.observe("canary", {"session_id": session_id, "rows_deleted": deleted, "tables": sorted(keys)})
         return findings
 
-    later: list[tuple[Sequence[Check], Callable[[], list]]] = [
-        ((db.DB005,), lambda: _server(recorder, holder["connection"])),
-        ((db.DB004,), lambda: db.check_tables(holder["connection"], metadata.tables.keys())),
-        ((db.DB006,), lambda: db.check_columns(holder["connection"], metadata)),
-        ((db.DB007,), lambda: db.check_migrations(holder["connection"], _migration_head())),
-        ((db.DB008,), lambda: db.check_privileges(holder["connection"], metadata.tables.keys())),
-        ((db.DB009,), lambda: db.check_writable(holder["connection"])),
-    ]
-    try:
-        recorder.run_checks(Stage.DB, "db", [(db.CONNECT_CHECKS, connect)], timeout=settings.timeouts.probe)
-    except StageFailed:
-        recorder.skip([c for checks, _ in later for c in checks], "db", "no database connection", blocked=True)
-        return
-    #: Checks that judge the flow's tables: undecided while tables are missing.
-    needs_tables = {db.DB006.id, db.DB008.id}
-    try:
-        for checks, run in later:
-            if needs_tables & {c.id for c in checks} and any(
-                o.check.id == db.DB004.id and o.outcome.value == "failed" for o in recorder.report.outcomes
-            ):
-                recorder.skip(checks, "db", f"by {db.DB004.id}", blocked=True)
-                continue
-            try:
-                recorder.run_checks(Stage.DB, "db", [(checks, run)], timeout=settings.timeouts.probe)
-            except StageFailed:
-                holder["connection"].rollback()  # the next check starts on a clean transaction
-    finally:
-        holder["connection"].close()
-        holder["engine"].dispose()
+    from probes.registry import Probe
+
+    entry = Probe("harness.runner.canary", Stage.PERSIST, Scope.WRITES, (persist.PERSIST008,), (), remove)
+    recorder.run_probe(entry, "canary", None, seq=10**9 + 1)
 
 
-def _server(recorder: Recorder, connection: Any) -> list:
-    findings, facts = db.check_server(connection)
-    recorder.observe("db.server", facts)
-    return findings
-
-
-def _preflight(recorder: Recorder, settings: Settings, request: FlowRequest, options: RunOptions) -> set[Stage]:
-    """Run env, db and auth checks (those selected); return the stages that failed."""
-    failed: set[Stage] = set()
-    identity = auth.Identity(request.user_id, request.session_id, options.identity_source)
-    stages: list[tuple[Stage, tuple, Callable[[], None]]] = [
-        (
-            Stage.ENV,
-            env.CHECKS[:-1],
-            lambda: recorder.run_checks(
-                Stage.ENV,
-                "env",
-                [(env.CHECKS[:-1], lambda: env.check_settings(settings))],
-                timeout=settings.timeouts.probe,
-                gates=0,  # each setting is judged on its own
-            ),
-        ),
-        (Stage.DB, db.CHECKS[:-1], lambda: _db_stage(recorder, settings)),
-        (
-            Stage.AUTH,
-            auth.IDENTITY_CHECKS,
-            lambda: recorder.run_checks(
-                Stage.AUTH,
-                "auth",
-                [(auth.IDENTITY_CHECKS, lambda: auth.check_identity(identity, options.token_error))],
-                gates=1,
-            ),
-        ),
-    ]
-    for stage, checks, run in stages:
-        if stage not in options.stages:
-            recorder.skip(checks, stage.value, "stage not selected (--stage)")
-            continue
-        blockers = STAGE_NEEDS[stage] & failed
-        if blockers:
-            names = ", ".join(sorted(s.value for s in blockers))
-            recorder.skip(checks, stage.value, f"the {names} stage failed", blocked=True)
-            failed.add(stage)
-            continue
-        try:
-            run()
-        except StageFailed:
-            failed.add(stage)
-        if any(o.check.stage is stage and o.outcome.value == "failed" for o in recorder.report.outcomes):
-            failed.add(stage)
-    return failed
-
-
-def _count_commits(session_factory: Any) -> dict[str, int]:
-    """Count commits per session made by ``session_factory`` (a unit of work is one session)."""
-    from sqlalchemy import event
-
-    counts: dict[str, int] = {}
-    units = itertools.count(1)
-
-    def after_commit(session: Any) -> None:
-        # Keyed by a token kept on the session itself: id() values are reused once a session is gone.
-        key = session.info.setdefault("harness_unit_of_work", f"unit-{next(units)}")
-        counts[key] = counts.get(key, 0) + 1
-
-    event.listen(session_factory, "after_commit", after_commit)
-    return counts
-
-
-async def _run_command(
-    recorder: Recorder,
-    settings: Settings,
-    request: FlowRequest,
-    run: FlowRun,
-    clients: Any,
-    events: Any,
-    session_factory: Any,
-) -> dict[str, int]:
-    from harness.flow.chat import ChatCommands, Conversation, MasterplanResult
-    from harness.flow.database import make_engine, make_session_factory
-
-    engine = None
-    if session_factory is None:
-        engine = make_engine(settings.database_url or "", timeouts=settings.timeouts)
-        session_factory = make_session_factory(engine)
-    commits = _count_commits(session_factory)
-    hooks = ProbeHooks(recorder, settings.database_url or "", timeouts=settings.timeouts)
-    commands = ChatCommands(
-        clients, session_factory, models=settings.models, events=events, hooks=hooks, retries=settings.retries
-    )
-    conversation = Conversation(
-        user_id=request.user_id, metadata={"sid": request.session_id} if request.session_id else {}
-    )
-    result = MasterplanResult()
-    try:
-        async for event in commands.execute_masterplan(conversation, request.request, result):
-            run.events.append(event)
-    except StageFailed:
-        pass  # recorded already; the report says where the flow stopped
-    finally:
-        hooks.close()
-        hooks.judge_progress()
-        run.discovery_id, run.masterplan_id = result.discovery_id, result.masterplan_id
-        if engine is not None:
-            engine.dispose()
-    return commits
-
-
-def _run_whole_flow(
-    recorder: Recorder,
-    settings: Settings,
-    request: FlowRequest,
-    run: FlowRun,
-    *,
-    clients: Any,
-    events: Any,
-    session_factory: Any,
-) -> dict[str, int]:
-    from harness.flow.events import CollectingSink
-    from harness.flow.llm import build_clients
-
-    sink = None if events is NO_EVENT_SINK else events if events is not None else CollectingSink()
-
-    async def command() -> dict[str, int]:
-        llm_clients = clients if clients is not None else build_clients(settings)
-        try:
-            return await _run_command(recorder, settings, request, run, llm_clients, sink, session_factory)
-        finally:
-            if clients is None:  # ours: close their connection pools inside the loop that opened them
-                for client in (llm_clients.anthropic, llm_clients.openai):
-                    if client is not None:
-                        await client.close()
-
-    return asyncio.run(command())
+# -- ping and skips ----------------------------------------------------------------------------
 
 
 def _ping(recorder: Recorder, settings: Settings) -> None:
     """One minimal call per API, and the model checked against the SDK's deprecation list."""
+    from probes.registry import Probe
+
     timeout = settings.timeouts.llm_connect + settings.timeouts.db_statement
 
-    def anthropic_ping() -> list:
+    def anthropic_ping(ctx: Any) -> list:
         findings, facts = llm.ping_anthropic(
-            settings.anthropic_api_key or "",
-            settings.models.generation,
-            base_url=settings.anthropic_base_url,
-            timeout=timeout,
+            settings.anthropic_api_key or "", settings.models.generation, base_url=settings.anthropic_base_url, timeout=timeout
         )
         if facts:
             recorder.observe("llm.ping", facts)
         return findings + llm.check_model_current(settings.models.generation)
 
-    try:
-        recorder.run_checks(Stage.LLM, "ping", [(llm.PING_CHECKS, anthropic_ping)], gates=1)
-    except StageFailed:
-        return
+    recorder.run_probe(Probe("harness.runner.ping", Stage.LLM, Scope.PREFLIGHT, llm.PING_CHECKS, (env.ENV002,), anthropic_ping), "ping", None)
     if settings.openai_api_key:
-        recorder.run_checks(
-            Stage.LLM,
-            "examples",
-            [
-                (
-                    (llm.LLM013,),
-                    lambda: llm.ping_openai(
-                        settings.openai_api_key or "",
-                        settings.models.embedding,
-                        base_url=settings.openai_base_url,
-                        timeout=timeout,
-                    ),
-                )
-            ],
-        )
+
+        def openai_ping(ctx: Any) -> list:
+            return llm.ping_openai(settings.openai_api_key or "", settings.models.embedding, base_url=settings.openai_base_url, timeout=timeout)
+
+        recorder.run_probe(Probe("harness.runner.ping-openai", Stage.LLM, Scope.PREFLIGHT, (llm.LLM013,), (), openai_ping), "examples", None)
 
 
-def _skip_flow(recorder: Recorder, reason: str) -> None:
-    for stage, point, checks in FLOW_POINTS:
-        recorder.skip(checks, point, reason)
+def _flow_checks() -> list[tuple[Stage, tuple[Check, ...]]]:
+    seen: set[str] = set()
+    found = []
+    for stage in Stage:
+        for scope in Scope:
+            if scope is Scope.PREFLIGHT:
+                continue
+            for entry in probes_for(stage, scope):
+                fresh = tuple(c for c in entry.emits if c.id not in seen)
+                seen.update(c.id for c in fresh)
+                if fresh:
+                    found.append((stage, fresh))
+    return found
+
+
+def _skip_flow(recorder: Recorder, reason: str, *, blocked: bool = False) -> None:
+    for stage, checks in _flow_checks():
+        recorder.skip(checks, stage.value, reason, blocked=blocked, seq=10**9)
 
 
 def run_flow(
     settings: Settings,
     request: FlowRequest,
     *,
+    target: Target | None = None,
     options: RunOptions | None = None,
     fail_level: Level | None = None,
-    clients: Any = None,
-    events: Any = None,
-    session_factory: Any = None,
+    answers: Callable[[], AbstractContextManager[Any]] = nullcontext,
+    disposable: tuple[Callable[[], str], Callable[[str], None]] | None = None,
 ) -> FlowRun:
-    """Pre-flight checks, then the chat command behind its probe points; never raises for a flow failure.
+    """Pre-flight checks, then the target's flow under the watchers, then the judges; never raises for a flow failure.
 
-    ``clients``, ``events`` and ``session_factory`` replace the flow's own components
-    (LLM clients, event sink, sessions) — how a fault is injected into one part of the
-    flow. The probes still read back through their own connection to ``DATABASE_URL``.
+    ``answers()`` sets up the LLM side for one call of the flow (a cassette being replayed; nothing
+    for live calls) — called again for the provoked run. ``disposable`` makes and drops empty
+    databases for the checks that need one (do the migrations build the models?).
     """
+    target = target or load_target()
     options = options or RunOptions()
     if fail_level is not None:
-        options = RunOptions(**{**options.__dict__, "fail_level": fail_level})
+        options = replace(options, fail_level=fail_level)
     _register_secrets(settings)
 
     recorder = Recorder(CLASSIFIERS, fail_level=options.fail_level)
     canary_session = f"{persist.CANARY_PREFIX}{uuid.uuid4().hex[:12]}" if options.canary else None
     flow_request = FlowRequest(request.request, request.user_id, canary_session or request.session_id)
     run = FlowRun(report=recorder.report, observations=recorder.observations, session_id=flow_request.session_id)
-    failed = _preflight(recorder, settings, request, options)
-    wants_flow = bool(options.stages & FLOW_STAGES)
+    recorder.observe("target", {"name": target.config.name, "config": str(target.config.source), "flow": target.config.flow})
 
+    identity = auth.Identity(request.user_id, request.session_id, options.identity_source)
+    pre = PreflightContext(
+        settings=settings,
+        target=target,
+        identity=identity,
+        token_error=options.token_error,
+        token_given=options.token_given,
+        observe=recorder.observe,
+        disposable=disposable,
+    )
+    _preflight(recorder, pre, options, settings.timeouts.probe)
+
+    wants_flow = bool(options.stages & set(FLOW_STAGES))
+    stopped = recorder.requirement_problem(FLOW_REQUIRES, "flow")
     if not wants_flow:
         _skip_flow(recorder, "stage not selected (--stage)")
-    elif failed:
-        pass  # mark_unreached reports every flow point as blocked by the first failure
     elif options.llm is LLMMode.OFF:
         _skip_flow(recorder, "--llm off: no LLM call, so nothing to parse or persist")
+    elif stopped is not None:
+        _skip_flow(recorder, stopped[1], blocked=stopped[0] is Outcome.BLOCKED)
     elif options.llm is LLMMode.PING:
         _ping(recorder, settings)
         _skip_flow(recorder, "--llm ping: the flow is not run")
     elif options.read_only:
         _skip_flow(recorder, "--read-only: the flow writes rows, so it is not run")
     else:
-        commits: dict[str, int] = {}
+        provoked = None
         try:
-            commits = _run_whole_flow(
-                recorder, settings, flow_request, run, clients=clients, events=events, session_factory=session_factory
-            )
+            provoked = _run_flow_and_judge(recorder, target, settings, flow_request, run, options, answers)
         finally:
             if canary_session is not None:
-                _remove_canary(recorder, settings, canary_session)
-        if commits:
-            try:
-                recorder.run_checks(
-                    Stage.PERSIST, "commits", [((persist.PERSIST009,), lambda: persist.check_commit_counts(commits))]
-                )
-            except StageFailed:
-                pass
-    mark_unreached(recorder)
+                _remove_canary(recorder, target, settings, canary_session, run.timeline, provoked)
+    recorder.finish()
     return run
-
-
-def _remove_canary(recorder: Recorder, settings: Settings, session_id: str) -> None:
-    """Always delete what a canary run wrote, and verify it is gone."""
-
-    def remove() -> list:
-        findings, deleted = persist.remove_canary_rows(settings.database_url or "", session_id, settings.timeouts)
-        recorder.observe("canary", {"session_id": session_id, "rows_deleted": deleted})
-        return findings
-
-    try:
-        recorder.run_checks(Stage.PERSIST, "canary", [((persist.PERSIST008,), remove)])
-    except StageFailed:
-        pass

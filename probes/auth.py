@@ -147,3 +147,38 @@ def classify(exc: BaseException, point: str) -> Finding:
     if missing == "session id":
         return AUTH002.finding("The command refused the request: it has no session id.", error=str(exc))
     return AUTH900.finding(f"The command refused the request: {exc}", error_type=type(exc).__name__, error=str(exc))
+
+
+# -- probes ----------------------------------------------------------------------------------
+
+from probes.registry import Scope, probe  # noqa: E402  (registration sits beside the checks)
+
+
+@probe(Stage.AUTH, emits=IDENTITY_CHECKS)
+def request_identity(ctx: Any) -> list[Finding]:
+    """The token (when one is given) verifies; the request carries a user id and a session id."""
+    return check_identity(ctx.identity, ctx.token_error)
+
+
+def _no_event_points(ctx: Any, ended: Any) -> str | None:
+    if not ctx.target.config.points.get("events"):
+        return "no events point configured ([tool.masterplan-harness.points] events)"
+    return None
+
+
+@probe(Stage.AUTH, scope=Scope.ENDED, emits=(AUTH004,), applies=_no_event_points)
+def progress_reaches_session(ctx: Any, ended: Any) -> list[Finding]:
+    """Progress events reached the user's session: an ``events`` point was called during the flow."""
+    from harness.observe.timeline import PointCalled
+
+    emitted = [call for call in ctx.timeline.of(PointCalled) if call.stage == "events"]
+    if emitted:
+        return []
+    return [
+        AUTH004.finding(
+            "The command ran without emitting a single progress event: the user's session never hears of progress.",
+            point="chat",
+            events_emitted=0,
+            event_points=list(ctx.target.config.points.get("events", ())),
+        )
+    ]

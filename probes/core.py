@@ -1,29 +1,24 @@
-"""The probe core: stages, checks, findings, and the recorder the flow reports to.
+"""The probe core: stages, checks, findings, and the recorder of one run's outcomes.
 
 A *check* is declared once, as a module-level constant beside the code that emits it
 (``DB001 = Check(...)`` in ``probes/db.py``). Running a check yields *findings* —
-values, not exceptions. A :class:`Recorder` collects every check outcome of one run in
-the order they happened and turns them into a :class:`Report`.
-
-The flow talks to the recorder through *probe points* (:meth:`Recorder.point`): "I am
-now in stage X". Any exception raised inside a point is attributed to that stage by the
-stage's classifier. When a point records a failure it raises :class:`StageFailed` so the
-flow stops at the first failing stage, exactly as it would in production.
+values, not exceptions. Probe functions are registered with what they emit and require
+(:mod:`probes.registry`); a :class:`Recorder` runs them at *points* ("db", "discovery",
+"masterplan.batch-2") and collects every outcome, each tagged with the position in the run
+of the event it judges, into a :class:`Report` whose first failure is the earliest one.
 """
 
 from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.redaction import redact_value
 
 __all__ = [
-    "STAGE_NEEDS",
     "Check",
     "CheckFn",
     "CheckOutcome",
@@ -32,11 +27,11 @@ __all__ = [
     "Level",
     "NotApplicable",
     "Outcome",
+    "ProbeSkipped",
     "ProbeTimeout",
     "Recorder",
     "Report",
     "Stage",
-    "StageFailed",
 ]
 
 
@@ -59,17 +54,6 @@ class Stage(str, enum.Enum):
     @property
     def order(self) -> int:
         return list(Stage).index(self)
-
-
-#: Which stages a stage cannot run without: a failure upstream blocks these.
-STAGE_NEEDS: Mapping[Stage, frozenset[Stage]] = {
-    Stage.ENV: frozenset(),
-    Stage.DB: frozenset({Stage.ENV}),
-    Stage.AUTH: frozenset({Stage.ENV}),
-    Stage.LLM: frozenset({Stage.ENV, Stage.AUTH}),
-    Stage.PARSE: frozenset({Stage.ENV, Stage.AUTH, Stage.LLM}),
-    Stage.PERSIST: frozenset({Stage.ENV, Stage.DB, Stage.AUTH, Stage.LLM, Stage.PARSE}),
-}
 
 
 class Level(enum.IntEnum):
@@ -160,10 +144,17 @@ class Outcome(str, enum.Enum):
     WARNED = "warned"
     #: Ran and found something at or above the failing level.
     FAILED = "failed"
-    #: Did not run because a stage it needs failed first.
+    #: Did not run because something it needs failed first.
     BLOCKED = "blocked"
-    #: Did not run by choice (``--read-only``, ``--stage``, not applicable).
+    #: Did not run by choice (``--read-only``, ``--stage``, ``--llm off``).
     SKIPPED = "skipped"
+    #: Does not apply to this target or this point (for example no migrations configured).
+    NOT_APPLICABLE = "not_applicable"
+
+    @property
+    def ran(self) -> bool:
+        """The check was decided by running it."""
+        return self in (Outcome.PASSED, Outcome.WARNED, Outcome.FAILED)
 
 
 @dataclass(frozen=True)
@@ -176,12 +167,16 @@ class CheckOutcome:
     findings: tuple[Finding, ...] = ()
     duration_s: float = 0.0
     reason: str | None = None
+    #: Position in the run: the timeline event it judges (preflight checks come before every event).
+    seq: int = -1
 
 
 class NotApplicable(Exception):
-    """Raised by a check function that cannot judge here (nothing to judge, or no means to); carries why.
+    """Raised by a probe that finds, while running, that there is nothing here to judge; carries why.
 
-    The recorder records the checks it declares as skipped with that reason — never as passed.
+    For what is known before a probe runs, its ``applies`` says so; this is for what only the
+    probe finds out (migrations without a single revision). The recorder records the probe's
+    checks as not applicable — never as passed.
     """
 
     def __init__(self, reason: str) -> None:
@@ -189,12 +184,15 @@ class NotApplicable(Exception):
         self.reason = reason
 
 
-class StageFailed(Exception):
-    """Raised into the flow by a probe point that recorded a failure; carries the finding."""
+class ProbeSkipped(Exception):
+    """Raised by a probe that lacks the means to judge (no disposable database, a trial run it refused).
 
-    def __init__(self, finding: Finding) -> None:
-        super().__init__(f"{finding.id}: {finding.message}")
-        self.finding = finding
+    The recorder records the probe's checks as skipped, with the reason — never as passed.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 #: A check function: takes what the flow produced, returns findings (empty: passed).
@@ -287,139 +285,122 @@ def _call_with_timeout(check_fn: CheckFn, args: tuple, timeout: float) -> Sequen
 
 
 class Recorder:
-    """Collects the outcomes of one run; the flow reports to it through probe points.
+    """Collects the outcomes of one run; the runner hands it probes to run at points.
 
-    ``classifiers`` map each stage to the function that explains an exception raised
-    inside that stage. With ``stop_on_failure`` (the default) a failing check raises
-    :class:`StageFailed` into the flow so nothing downstream runs on bad input.
+    ``classifiers`` map each stage to the function that explains an exception raised by one
+    of its probes (a probe that crashes is a finding of its stage, never a crash of the run).
+    Outcomes carry the ``seq`` of the event they judge; :meth:`finish` puts them in run order,
+    so the first failure of the report is the earliest failing event.
     """
 
-    def __init__(
-        self,
-        classifiers: Mapping[Stage, Classifier],
-        *,
-        fail_level: Level = Level.ERROR,
-        stop_on_failure: bool = True,
-    ) -> None:
+    def __init__(self, classifiers: Mapping[Stage, Classifier], *, fail_level: Level = Level.ERROR) -> None:
         self._classifiers = dict(classifiers)
-        self._stop_on_failure = stop_on_failure
         self.report = Report(fail_level=fail_level)
         self.observations: dict[str, Any] = {}
 
-    # -- recording -------------------------------------------------------------------------
+    # -- running probes ----------------------------------------------------------------------
 
-    def run_checks(
-        self,
-        stage: Stage,
-        point: str,
-        checks: Iterable[tuple[Sequence[Check], CheckFn]],
-        *args: Any,
-        timeout: float | None = None,
-        gates: int | None = None,
+    def run_probe(
+        self, probe: Any, point: str, ctx: Any, *item: Any, seq: int = -1, timeout: float | None = None
     ) -> list[Finding]:
-        """Run each check function at ``point``; record one outcome per declared check.
-
-        A check function declares the checks it can emit; each declared check that it
-        did not emit a finding for has passed — unless a *gate* failed first. The first
-        ``gates`` declared checks (default: all of them) are gates: when one fails, the
-        declared checks after it were never decided and are recorded as blocked. A
-        failure the function did not declare (a crash, a classified exception) leaves
-        every declared check undecided. A function that raises :class:`NotApplicable`
-        leaves its declared checks skipped, with the reason. With ``timeout``, a check
-        function that has not returned in time is a finding of its stage. Raises
-        :class:`StageFailed` on failure.
-        """
-        found: list[Finding] = []
-        for declared, check_fn in checks:
-            started = time.perf_counter()
-            try:
-                findings = list(check_fn(*args) if timeout is None else _call_with_timeout(check_fn, args, timeout))
-            except StageFailed:
-                raise
-            except NotApplicable as skipped:
-                self.skip(declared, point, skipped.reason)
-                continue
-            except Exception as exc:  # a check that crashes is a finding of its stage, not a crash
-                findings = [self._classify(stage, exc, point)]
-            elapsed = time.perf_counter() - started
-            self._record(declared, point, findings, elapsed, gates)
-            found.extend(findings)
-        self._stop_if_failed(found)
-        return found
-
-    def record_findings(self, declared: Sequence[Check], point: str, findings: Sequence[Finding]) -> None:
-        """Record the outcome of checks that ran elsewhere (for example inside the flow)."""
-        self._record(declared, point, list(findings), 0.0)
-        self._stop_if_failed(findings)
-
-    def skip(self, checks: Iterable[Check], point: str, reason: str, *, blocked: bool = False) -> None:
-        """Record checks that did not run, and why."""
-        outcome = Outcome.BLOCKED if blocked else Outcome.SKIPPED
-        for check in checks:
-            self.report.outcomes.append(CheckOutcome(check, outcome, point, reason=reason))
-
-    @contextmanager
-    def point(self, stage: Stage, point: str, *, attributes: Sequence[Check] = ()) -> Iterator[None]:
-        """A probe point: an exception raised inside is explained by ``stage``'s classifier.
-
-        ``attributes`` are checks that pass when the block completes (for example "the
-        LLM answered" for a call); on an exception the classified finding fails them.
-        """
+        """Run one registered probe at ``point`` (unless a requirement stops it); returns its findings."""
+        stopped = self.requirement_problem(probe.requires, point)
+        if stopped is not None:
+            outcome, reason = stopped
+            self.skip(probe.emits, point, reason, blocked=outcome is Outcome.BLOCKED, seq=seq)
+            return []
         started = time.perf_counter()
         try:
-            yield
-        except StageFailed:
-            raise
-        except Exception as exc:
-            finding = self._classify(stage, exc, point)
-            self._record((), point, [finding], time.perf_counter() - started)
-            raise StageFailed(finding) from exc
-        else:
-            self._record(attributes, point, [], time.perf_counter() - started)
+            reason = probe.not_applicable(ctx, *item)
+            if reason is not None:
+                self.not_applicable(probe.emits, point, reason, seq=seq)
+                return []
+            args = (ctx, *item)
+            findings = list(
+                probe.function(*args) if timeout is None else _call_with_timeout(probe.function, args, timeout)
+            )
+        except NotApplicable as exc:
+            self.not_applicable(probe.emits, point, exc.reason, seq=seq)
+            return []
+        except ProbeSkipped as exc:
+            self.skip(probe.emits, point, exc.reason, seq=seq)
+            return []
+        except Exception as exc:  # a probe that crashes is a finding of its stage, not a crash of the run
+            findings = [self._classify(probe.stage, exc, point)]
+        self.record(
+            probe.emits, point, findings, seq=seq, elapsed=time.perf_counter() - started, independent=probe.independent
+        )
+        return findings
 
-    def observe(self, key: str, value: Any) -> None:
-        """Keep something the flow produced (an LLM exchange, a committed id) for the report."""
-        self.observations[key] = value
+    def requirement_problem(self, requires: Iterable[Check], point: str) -> tuple[Outcome, str] | None:
+        """Why checks needing ``requires`` cannot run at ``point``: (BLOCKED|SKIPPED, reason), or ``None``."""
+        for required in requires:
+            outcome = self.outcome_of(required.id, point)
+            if outcome is None:
+                continue
+            where = (
+                ""
+                if outcome.point in (point, outcome.check.stage.value)
+                else f" at {outcome.check.stage.value}/{outcome.point}"
+            )
+            if outcome.outcome is Outcome.FAILED:
+                return Outcome.BLOCKED, f"by {required.id}{where}"
+            if outcome.outcome is Outcome.BLOCKED:
+                return Outcome.BLOCKED, outcome.reason or f"by {required.id}"
+            if outcome.outcome is Outcome.SKIPPED:
+                return Outcome.SKIPPED, f"needs {required.id}, which was skipped ({outcome.reason})"
+        return None
 
-    # -- internals -------------------------------------------------------------------------
+    def outcome_of(self, check_id: str, point: str | None = None) -> CheckOutcome | None:
+        """The latest outcome of a check at ``point``; else, its latest outcome anywhere in the run."""
+        anywhere = None
+        for outcome in reversed(self.report.outcomes):
+            if outcome.check.id != check_id:
+                continue
+            if point is None or outcome.point == point:
+                return outcome
+            anywhere = anywhere or outcome
+        return anywhere
 
-    def _classify(self, stage: Stage, exc: BaseException, point: str) -> Finding:
-        classifier = self._classifiers.get(stage)
-        if classifier is None:
-            raise KeyError(f"no classifier for stage {stage.value}") from exc
-        finding = classifier(exc, point)
-        return finding if finding.point else Finding(finding.check, finding.message, point, finding.evidence)
+    # -- recording ---------------------------------------------------------------------------
 
-    def _record(
+    def record(
         self,
-        declared: Sequence[Check],
+        checks: Sequence[Check],
         point: str,
-        findings: list[Finding],
-        elapsed: float,
-        gates: int | None = None,
+        findings: Sequence[Finding],
+        *,
+        seq: int = -1,
+        elapsed: float = 0.0,
+        independent: bool = False,
     ) -> None:
+        """Record the outcome of ``checks`` decided at ``point`` with these findings.
+
+        A check without a finding passed — unless an earlier check of the same decision failed
+        (or a finding of an undeclared check did), which leaves it undecided: blocked. With
+        ``independent`` each check stands on its own.
+        """
         findings = [f if f.point else Finding(f.check, f.message, point, f.evidence) for f in findings]
         by_id: dict[str, list[Finding]] = {}
         for finding in findings:
             by_id.setdefault(finding.id, []).append(finding)
-        checks = list(declared) + [f.check for f in findings if f.check not in declared]
-        # Where a failing gate (or an undeclared failure) stops the function, later checks stay undecided.
-        gate_ids = [c.id for c in list(declared)[: len(declared) if gates is None else gates]]
+        declared = list(checks)
         declared_ids = [c.id for c in declared]
+        extra = [f.check for f in findings if f.check.id not in declared_ids]
         blocking = [
-            f for f in findings if f.level >= self.report.fail_level and (f.id in gate_ids or f.id not in declared_ids)
+            f for f in findings if f.level >= self.report.fail_level and (f.id not in declared_ids or not independent)
         ]
-        undecided_from = min(
-            (declared_ids.index(f.id) + 1 if f.id in declared_ids else 0 for f in blocking), default=len(declared)
-        )
+        undecided_from = len(declared)
+        if blocking:
+            undecided_from = min(declared_ids.index(f.id) + 1 if f.id in declared_ids else 0 for f in blocking)
         seen: set[str] = set()
-        for check in checks:
+        for index, check in enumerate(declared + extra):
             if check.id in seen:
                 continue
             seen.add(check.id)
             mine = tuple(by_id.get(check.id, ()))
-            if not mine and check.id in declared_ids and declared_ids.index(check.id) >= undecided_from:
-                self.report.outcomes.append(CheckOutcome(check, Outcome.BLOCKED, point, reason=f"by {blocking[0].id}"))
+            if not mine and index < len(declared) and index >= undecided_from:
+                self._add(CheckOutcome(check, Outcome.BLOCKED, point, reason=f"by {blocking[0].id}", seq=seq))
                 continue
             if not mine:
                 outcome = Outcome.PASSED
@@ -427,11 +408,36 @@ class Recorder:
                 outcome = Outcome.FAILED
             else:
                 outcome = Outcome.WARNED
-            self.report.outcomes.append(CheckOutcome(check, outcome, point, mine, elapsed))
+            self._add(CheckOutcome(check, outcome, point, mine, elapsed, seq=seq))
 
-    def _stop_if_failed(self, findings: Sequence[Finding]) -> None:
-        if not self._stop_on_failure:
-            return
-        for finding in findings:
-            if finding.level >= self.report.fail_level:
-                raise StageFailed(finding)
+    def skip(self, checks: Iterable[Check], point: str, reason: str, *, blocked: bool = False, seq: int = -1) -> None:
+        """Record checks that did not run: blocked (something they need failed) or skipped (by choice)."""
+        outcome = Outcome.BLOCKED if blocked else Outcome.SKIPPED
+        for check in checks:
+            self._add(CheckOutcome(check, outcome, point, reason=reason, seq=seq))
+
+    def not_applicable(self, checks: Iterable[Check], point: str, reason: str, *, seq: int = -1) -> None:
+        """Record checks that do not apply here, and why."""
+        for check in checks:
+            self._add(CheckOutcome(check, Outcome.NOT_APPLICABLE, point, reason=reason, seq=seq))
+
+    def observe(self, key: str, value: Any) -> None:
+        """Keep something the run produced (an LLM exchange, a committed key) for the report."""
+        self.observations[key] = value
+
+    def finish(self) -> Report:
+        """Put the outcomes in run order (stable: same event, recording order) and return the report."""
+        self.report.outcomes.sort(key=lambda outcome: outcome.seq)
+        return self.report
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _add(self, outcome: CheckOutcome) -> None:
+        self.report.outcomes.append(outcome)
+
+    def _classify(self, stage: Stage, exc: BaseException, point: str) -> Finding:
+        classifier = self._classifiers.get(stage)
+        if classifier is None:
+            raise KeyError(f"no classifier for stage {stage.value}") from exc
+        finding = classifier(exc, point)
+        return finding if finding.point else Finding(finding.check, finding.message, point, finding.evidence)

@@ -30,7 +30,7 @@ from typing import Any
 
 from harness.config import TIMEOUTS, Timeouts
 from harness.redaction import redact_url
-from probes.core import Check, Finding, Level, NotApplicable, Stage
+from probes.core import Check, Finding, Level, NotApplicable, ProbeSkipped, Stage
 from probes.dberrors import DBErrorKind, describe_db_error
 from probes.dbtypes import describe_type, type_problem
 
@@ -60,7 +60,6 @@ __all__ = [
     "check_connection",
     "check_migration_heads",
     "check_migration_version",
-    "check_migrations",
     "check_migrations_build_models",
     "check_privileges",
     "check_server",
@@ -618,26 +617,29 @@ def check_migration_heads(migrations: Path | None) -> list[Finding]:
     ]
 
 
-def check_migration_version(connection: Any, metadata: Any, migrations: Path | None) -> list[Finding]:
+def check_migration_version(connection: Any, metadata: Any | None, migrations: Path | None) -> list[Finding]:
     """The database's Alembic revision(s) are the scripts' head(s), and the models' tables are there to match.
 
     The version table is found in whatever schema holds it (``version_table_schema``); a
     database with no version table, or with none of the models' tables, is never "at head".
+    Without ``metadata`` the tables are not looked at.
     """
     from harness.migrations import MigrationsError, find_version_tables
 
     try:
         scripts = _load(migrations)
     except MigrationsError as exc:
-        raise NotApplicable(f"the migrations cannot be loaded (DB011): {exc}") from None
+        raise ProbeSkipped(f"the migrations cannot be loaded (DB011): {exc}") from None
     if not scripts.heads:
         raise NotApplicable("the migrations have no revisions yet")
     heads = list(scripts.heads)
-    found, _ = locate_tables(connection, metadata)
+    found = locate_tables(connection, metadata)[0] if metadata is not None else None
     tables = find_version_tables(connection)
     ours = [t for t in tables if any(scripts.knows(rev) for rev in t.revisions)]
     if not tables:
-        if found:
+        if found is None:
+            message = f"The database has no Alembic version table: never migrated or never stamped (heads: {', '.join(heads)})."
+        elif found:
             message = (
                 "The database was never stamped: the models' tables exist but no Alembic version table does, "
                 f"so no one knows which migrations ran (heads: {', '.join(heads)})."
@@ -677,33 +679,11 @@ def check_migration_version(connection: Any, metadata: Any, migrations: Path | N
                 **evidence,
             )
         ]
-    if not found:
+    if found is not None and not found:
         return [
             DB007.finding(
                 f"The database is stamped at {at} ({table.qualified_name}) but none of the models' tables exists.",
                 **evidence,
-            )
-        ]
-    return []
-
-
-def check_migrations(connection: Any, head: str | None) -> list[Finding]:
-    """Transitional (the runner's current call): the version table holds exactly ``head``.
-
-    :func:`check_migration_version` is the check; this compares with one known head only.
-    """
-    from harness.migrations import find_version_tables
-
-    if head is None:
-        raise NotApplicable("no migration head given")
-    tables = find_version_tables(connection)
-    revisions = list(tables[0].revisions) if tables else []
-    if revisions != [head]:
-        return [
-            DB007.finding(
-                f"The database is at revision {', '.join(revisions) or '(none)'}, the code at {head}.",
-                database_revisions=revisions,
-                heads=[head],
             )
         ]
     return []
@@ -736,9 +716,9 @@ def check_migrations_build_models(
     try:
         scripts = _load(migrations)
     except MigrationsError as exc:
-        raise NotApplicable(f"the migrations cannot be loaded (DB011): {exc}") from None
+        raise ProbeSkipped(f"the migrations cannot be loaded (DB011): {exc}") from None
     if new_database is None or drop_database is None:
-        raise NotApplicable("no disposable PostgreSQL to apply the migrations to")
+        raise ProbeSkipped("no disposable PostgreSQL to apply the migrations to")
     url = new_database()
     try:
         app_url = url
@@ -755,7 +735,7 @@ def check_migrations_build_models(
             timeout=timeouts.migrations,
         )
         if run.refused:
-            raise NotApplicable(run.refused)
+            raise ProbeSkipped(f"the trial run was refused: {run.refused}")
         if not run.succeeded:
             where = f"revision {run.failed_revision} ({run.failed_file})" if run.failed_revision else "env.py"
             return [
@@ -809,3 +789,117 @@ def check_connection(database_url: str, metadata: Any, timeouts: Timeouts = TIME
 def classify(exc: BaseException, point: str) -> Finding:
     """Explain an exception raised while probing the database."""
     return _finding_for(exc, "", point)
+
+
+# -- probes ----------------------------------------------------------------------------------
+
+from probes.env import ENV001, ENV004  # noqa: E402
+from probes.registry import probe  # noqa: E402  (registration sits beside the checks)
+
+
+def _connection(ctx: Any) -> Any:
+    """The stage's probe connection, on a clean transaction (an earlier check may have failed in it)."""
+    connection = ctx.db["connection"]
+    connection.rollback()
+    return connection
+
+
+def close_probe_connection(state: dict[str, Any]) -> None:
+    """Close the db stage's connection (opened by the connect probe), if it was opened."""
+    connection, engine = state.pop("connection", None), state.pop("engine", None)
+    if connection is not None:
+        connection.close()
+    if engine is not None:
+        engine.dispose()
+
+
+def _metadata_missing(ctx: Any) -> str | None:
+    return None if ctx.target.metadata is not None else "the target names no metadata to judge the schema by"
+
+
+def _migrations_missing(ctx: Any) -> str | None:
+    return None if ctx.target.config.migrations is not None else "the target names no migrations (alembic.ini)"
+
+
+@probe(Stage.DB, emits=CONNECT_CHECKS, requires=(ENV001, ENV004))
+def connect(ctx: Any) -> list[Finding]:
+    """Reachable within the connect timeout, credentials accepted, the database exists, a slot is free."""
+    findings, engine, connection = open_probe_connection(ctx.settings.database_url or "", ctx.settings.timeouts)
+    if connection is not None:
+        ctx.db.update(engine=engine, connection=connection)
+    return findings
+
+
+@probe(Stage.DB, emits=(DB005,), requires=CONNECT_CHECKS)
+def server(ctx: Any) -> list[Finding]:
+    """The server's version is one the flow supports."""
+    findings, facts = check_server(_connection(ctx))
+    ctx.observe("db.server", facts)
+    ctx.db["search_path"] = facts["search_path"]
+    return findings
+
+
+@probe(Stage.DB, emits=(DB004,), requires=CONNECT_CHECKS, applies=_metadata_missing)
+def tables(ctx: Any) -> list[Finding]:
+    """Every table the application's models map resolves, in its schema or through the search_path."""
+    return check_tables(_connection(ctx), ctx.target.metadata)
+
+
+@probe(Stage.DB, emits=(DB006,), requires=(DB004,), applies=_metadata_missing)
+def columns(ctx: Any) -> list[Finding]:
+    """Every column the models declare exists with a type that holds what they write."""
+    return check_columns(_connection(ctx), ctx.target.metadata)
+
+
+@probe(Stage.DB, emits=(DB011,), applies=_migrations_missing)
+def migration_heads(ctx: Any) -> list[Finding]:
+    """The application's migrations load and have one head (no database needed)."""
+    return check_migration_heads(ctx.target.config.migrations)
+
+
+@probe(Stage.DB, emits=(DB007,), requires=CONNECT_CHECKS, applies=_migrations_missing)
+def migrations(ctx: Any) -> list[Finding]:
+    """The database is at the application's migration head(s)."""
+    return check_migration_version(_connection(ctx), ctx.target.metadata, ctx.target.config.migrations)
+
+
+@probe(Stage.DB, emits=(DB008,), requires=(DB004,), applies=_metadata_missing)
+def privileges(ctx: Any) -> list[Finding]:
+    """The role may read and write every mapped table (and use its schema and sequences)."""
+    return check_privileges(_connection(ctx), ctx.target.metadata)
+
+
+@probe(Stage.DB, emits=(DB009,), requires=CONNECT_CHECKS)
+def writable(ctx: Any) -> list[Finding]:
+    """The server is not a replica and transactions are not read-only by default."""
+    return check_writable(_connection(ctx))
+
+
+def _nothing_to_build(ctx: Any) -> str | None:
+    return _migrations_missing(ctx) or _metadata_missing(ctx)
+
+
+def _app_drivername(database_url: str | None) -> str | None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(database_url).drivername if database_url else None
+    except (ArgumentError, ValueError):
+        return None
+
+
+@probe(Stage.DB, emits=(DB012,), applies=_nothing_to_build)
+def migrations_build_models(ctx: Any) -> list[Finding]:
+    """The application's migrations, applied from empty to a disposable database, build its models' schema."""
+    new_database, drop_database = ctx.disposable or (None, None)
+    return check_migrations_build_models(
+        ctx.target.metadata,
+        ctx.target.config.migrations,
+        new_database,
+        drop_database,
+        database_url_env=ctx.target.config.database_url_env,
+        search_path=ctx.db.get("search_path"),
+        drivername=_app_drivername(ctx.settings.database_url),
+        timeouts=ctx.settings.timeouts,
+    )

@@ -6,6 +6,7 @@ Values are only ever shown masked (:func:`harness.redaction.mask`, :func:`redact
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from harness.config import Settings, sqlalchemy_url
 from harness.redaction import mask, redact_url
@@ -87,20 +88,20 @@ def looks_like_placeholder(value: str) -> bool:
     return bool(_PLACEHOLDER.match(value.strip()))
 
 
-def check_settings(settings: Settings) -> list[Finding]:
-    """Required settings present; DATABASE_URL parses as PostgreSQL; nothing is a placeholder."""
+def check_settings(settings: Settings, *, url_variable: str = "DATABASE_URL") -> list[Finding]:
+    """Required settings present; the database URL parses as PostgreSQL; nothing is a placeholder."""
     findings: list[Finding] = []
     url = settings.database_url
     if url is None:
-        findings.append(ENV001.finding("DATABASE_URL is not set.", variable="DATABASE_URL"))
+        findings.append(ENV001.finding(f"{url_variable} is not set.", variable=url_variable))
     else:
         try:
             sqlalchemy_url(url)
         except ValueError as exc:
             findings.append(
                 ENV004.finding(
-                    f"DATABASE_URL does not parse as a PostgreSQL URL: {exc}.",
-                    variable="DATABASE_URL",
+                    f"{url_variable} does not parse as a PostgreSQL URL: {exc}.",
+                    variable=url_variable,
                     value=redact_url(url),
                 )
             )
@@ -108,7 +109,7 @@ def check_settings(settings: Settings) -> list[Finding]:
             if any(part in url for part in _PLACEHOLDER_URL_PARTS):
                 findings.append(
                     ENV005.finding(
-                        "DATABASE_URL looks like a template value.", variable="DATABASE_URL", value=redact_url(url)
+                        f"{url_variable} looks like a template value.", variable=url_variable, value=redact_url(url)
                     )
                 )
 
@@ -135,3 +136,14 @@ def check_settings(settings: Settings) -> list[Finding]:
 def classify(exc: BaseException, point: str) -> Finding:
     """Any exception in this stage is a harness bug."""
     return ENV900.finding(f"The env checks crashed: {type(exc).__name__}: {exc}", error=type(exc).__name__)
+
+
+# -- probes ----------------------------------------------------------------------------------
+
+from probes.registry import probe  # noqa: E402  (registration sits beside the checks)
+
+
+@probe(Stage.ENV, emits=CHECKS[:-1], independent=True)
+def settings_present(ctx: Any) -> list[Finding]:
+    """Required settings present, well formed and not placeholders (each judged on its own)."""
+    return check_settings(ctx.settings, url_variable=ctx.target.config.database_url_env)

@@ -7,18 +7,20 @@ raised by a call — one check per SDK failure, with status, request id and retr
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from probes.core import Check, Finding, Level, Stage
 
 __all__ = [
-    "ANSWER_CHECKS",
-    "CALL_ANSWERED",
     "CHECKS",
-    "LLMExchangeLike",
-    "check_answer",
+    "PING_CHECKS",
+    "answer_summary",
+    "check_exchange",
+    "check_model_current",
     "classify",
     "exchange_evidence",
+    "ping_anthropic",
+    "ping_openai",
 ]
 
 _TRUNCATION_HINT = (
@@ -137,6 +139,22 @@ LLM016 = Check(
     "The SDK lists this model as deprecated with an end-of-life date: move to a current model before that date.",
 )
 LLM100 = Check("LLM100", Stage.LLM, Level.ERROR, "call answered", "See the finding for the reason the call failed.")
+LLM101 = Check(
+    "LLM101",
+    Stage.LLM,
+    Level.ERROR,
+    "application code ran up to the LLM call",
+    "Your code raised before its request reached the API (a logging call with wrong arguments, a missing "
+    "setting, None where text was expected): fix the line named in the evidence.",
+)
+LLM102 = Check(
+    "LLM102",
+    Stage.LLM,
+    Level.ERROR,
+    "the application's LLM wrapper handed the answer on",
+    "The API answered, but your LLM wrapper returned nothing usable or raised (a missing `return`, a wrong key "
+    "into the response): fix the wrapper at the line named in the evidence.",
+)
 LLM900 = Check(
     "LLM900",
     Stage.LLM,
@@ -145,8 +163,6 @@ LLM900 = Check(
     "An unexpected error during an LLM call; the evidence names the exception.",
 )
 
-CALL_ANSWERED = LLM100
-ANSWER_CHECKS = (LLM001, LLM002)
 CHECKS = (
     LLM001,
     LLM002,
@@ -165,60 +181,129 @@ CHECKS = (
     LLM015,
     LLM016,
     LLM100,
+    LLM101,
+    LLM102,
     LLM900,
 )
 #: Checks a ``--llm ping`` makes.
 PING_CHECKS = (LLM100, LLM016)
 
 
-class LLMExchangeLike(Protocol):
-    """What the probe needs to know about one answered call."""
+def exchange_evidence(exchange: Any) -> dict[str, Any]:
+    """The recorded facts of one call: status, stop reason, every usage field, cost, latency, caller."""
+    from harness.pricing import cost_usd
 
-    provider: str
-    model: str
-    text: str
-    stop_reason: str | None
-    input_tokens: int | None
-    output_tokens: int | None
-    latency_s: float
-    streamed: bool
-    max_tokens: int | None
-    cost_usd: float | None
-
-
-def exchange_evidence(answer: LLMExchangeLike) -> dict[str, Any]:
-    """The recorded facts of one call: stop reason, usage, cost, latency."""
+    model = exchange.answered_model or exchange.model
     return {
-        "provider": answer.provider,
-        "model": answer.model,
-        "stop_reason": answer.stop_reason,
-        "input_tokens": answer.input_tokens,
-        "output_tokens": answer.output_tokens,
-        "max_tokens": answer.max_tokens,
-        "cost_usd": answer.cost_usd,
-        "latency_s": round(answer.latency_s, 3),
-        "streamed": answer.streamed,
-        "text_chars": len(answer.text),
+        "provider": exchange.provider,
+        "model": model,
+        "status": exchange.status,
+        "stop_reason": exchange.stop_reason,
+        "usage": dict(exchange.usage),
+        "input_tokens": exchange.input_tokens,
+        "output_tokens": exchange.output_tokens,
+        "max_tokens": exchange.max_tokens,
+        "cost_usd": cost_usd(model, exchange.input_tokens, exchange.output_tokens),
+        "latency_s": round(exchange.latency_s, 3) if exchange.latency_s is not None else None,
+        "streamed": exchange.streamed,
+        "text_chars": len(exchange.text or ""),
+        "request_id": exchange.headers.get("request-id") or exchange.headers.get("x-request-id"),
+        "caller": str(exchange.caller) if exchange.caller else None,
     }
 
 
-def check_answer(answer: LLMExchangeLike, point: str) -> list[Finding]:
-    """An answer that stopped at max_tokens, or a stream with no stop reason, is truncated."""
-    evidence = exchange_evidence(answer)
-    evidence["text_tail"] = answer.text[-80:]
-    if answer.stop_reason == "max_tokens":
+def answer_summary(exchange: Any) -> str:
+    """``end_turn, 6,120 output tokens`` — how an answer ended, for messages that cite it."""
+    tokens = exchange.output_tokens
+    return f"{exchange.stop_reason or 'no stop reason'}, {tokens:,} output tokens" if tokens is not None else str(
+        exchange.stop_reason or "no stop reason"
+    )
+
+
+def _status_finding(exchange: Any, point: str, evidence: dict[str, Any]) -> Finding:
+    status = exchange.status
+    error_type = exchange.api_error_type
+    evidence = {
+        **evidence,
+        "api_error_type": error_type,
+        "error": (exchange.api_error_message or "")[:300] or None,
+        "retry_after": exchange.headers.get("retry-after"),
+    }
+    if status == 401 or error_type == "authentication_error":
+        check, message = LLM003, "The API rejected the key"
+    elif status == 403 or error_type == "permission_error":
+        check, message = LLM004, "The key may not use this model or workspace"
+    elif status == 404 or error_type == "not_found_error":
+        check, message = LLM005, "The model (or endpoint) was not found"
+    elif status == 429 or error_type == "rate_limit_error":
+        check, message = LLM006, "The API rate-limited the call"
+    elif status == 529 or error_type == "overloaded_error":
+        check, message = LLM007, "The API is overloaded"
+    elif status in (400, 413, 422):
+        check, message = LLM014, "The API rejected the request"
+    elif status is not None and status >= 500:
+        check, message = LLM008, "The API failed with a server error"
+    else:
+        check, message = LLM900, "The API answered with an unexpected status"
+    return check.finding(f"{message} ({point} call, status {status}).", point=point, **evidence)
+
+
+def check_exchange(exchange: Any, point: str) -> list[Finding]:
+    """Judge one exchange as it crossed the wire: accepted, answered, JSON, complete, not truncated."""
+    evidence = exchange_evidence(exchange)
+    if exchange.api == "embeddings":
+        if exchange.answered and exchange.body_is_json is not False and exchange.error is None:
+            return []
+        reason = exchange.error.type if exchange.error else exchange.api_error_type or f"status {exchange.status}"
+        return [
+            LLM013.finding(
+                f"Example retrieval failed ({reason}); the plan is generated without examples.",
+                point=point,
+                **evidence,
+            )
+        ]
+    if exchange.error is not None:
+        live = exchange.error.exception
+        finding = classify(live, point) if live is not None else LLM900.finding(str(exchange.error), point=point)
+        return [Finding(finding.check, finding.message, point, {**evidence, **finding.evidence})]
+    if exchange.status is None:
+        return [
+            LLM002.finding(
+                f"The {point} call never finished: the application stopped reading the answer.", point=point, **evidence
+            )
+        ]
+    if exchange.status >= 400:
+        return [_status_finding(exchange, point, evidence)]
+    if exchange.stream_error:
+        return [
+            LLM015.finding(
+                f"The stream carried an error event ({point} call, status {exchange.status}).",
+                point=point,
+                **evidence,
+                api_error_type=exchange.api_error_type,
+                error=(exchange.api_error_message or "")[:300] or None,
+            )
+        ]
+    if exchange.body_is_json is False:
+        return [
+            LLM011.finding(
+                f"The {point} call got a body that is not the API's JSON.", point=point, head=exchange.body_head, **evidence
+            )
+        ]
+    evidence["text_tail"] = (exchange.text or "")[-80:]
+    if exchange.truncated:
         return [
             LLM001.finding(
-                f"The {point} answer stopped at max_tokens after {answer.output_tokens} output tokens: "
+                f"The {point} answer stopped at {exchange.stop_reason} after {exchange.output_tokens} output tokens: "
                 "its JSON is incomplete.",
                 point=point,
                 **evidence,
             )
         ]
-    if answer.stop_reason is None:
+    if not exchange.complete or exchange.stop_reason is None:
         return [
             LLM002.finding(
-                f"The {point} stream ended with no stop reason after {len(answer.text)} characters: "
+                f"The {point} stream ended with no stop reason after {len(exchange.text or '')} characters: "
                 "the answer is incomplete.",
                 point=point,
                 **evidence,
@@ -274,26 +359,6 @@ def classify(exc: BaseException, point: str) -> Finding:
             f"The {point} request is not in the cassette.", point=point, mismatch=str(mismatch)[:2000]
         )
 
-    # The flow's own errors are recognised by name: probes import nothing from the flow.
-    flow_error = type(exc).__name__
-    if flow_error == "LLMTruncated":
-        stop_reason = getattr(exc, "stop_reason", None)
-        check = LLM001 if stop_reason == "max_tokens" else LLM002
-        return check.finding(
-            str(exc), point=point, stop_reason=stop_reason, output_tokens=getattr(exc, "output_tokens", None)
-        )
-    if flow_error == "MissingCredentials":
-        return LLM003.finding(
-            f"The {point} call has no API key: {exc}.", point=point, variable=getattr(exc, "variable", None)
-        )
-    if flow_error == "NonJSONResponse":
-        return LLM011.finding(
-            f"The {point} call got a body that is not the API's JSON.",
-            point=point,
-            body_chars=getattr(exc, "body_chars", None),
-            head=getattr(exc, "head", None),
-        )
-
     for sdk in (anthropic, openai):
         by_class: list[tuple[type, Check, str]] = [
             (sdk.AuthenticationError, LLM003, "The API rejected the key"),
@@ -331,12 +396,12 @@ def classify(exc: BaseException, point: str) -> Finding:
 
     import json
 
-    import httpx2
-
-    if isinstance(exc, httpx2.TimeoutException):
+    # httpx (first generation) and httpx2 share their class names; a dropped connection or a
+    # timeout escapes the SDKs' own classes when it happens mid-body.
+    names = {cls.__name__ for cls in type(exc).__mro__ if cls.__module__.split(".")[0] in _HTTP_MODULES}
+    if names & {"TimeoutException", "ReadTimeout", "ConnectTimeout", "PoolTimeout", "WriteTimeout"}:
         return LLM009.finding(f"The {point} call timed out: {exc}", point=point, error_type=type(exc).__name__)
-    if isinstance(exc, httpx2.TransportError):
-        # A connection dropped mid-body escapes the SDK's own error classes.
+    if names & {"TransportError", "NetworkError", "ProtocolError", "RemoteProtocolError", "ConnectError"}:
         return LLM010.finding(
             f"The connection to the API broke during the {point} call: {exc}",
             point=point,
@@ -347,6 +412,10 @@ def classify(exc: BaseException, point: str) -> Finding:
             f"The {point} call got a body that is not the API's JSON: {exc}", point=point, error_type=type(exc).__name__
         )
     return LLM900.finding(f"{type(exc).__name__}: {exc}", point=point, error_type=type(exc).__name__)
+
+
+#: Modules whose exceptions are HTTP transport failures.
+_HTTP_MODULES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2"})
 
 
 def check_model_current(model: str) -> list[Finding]:
@@ -401,3 +470,80 @@ def ping_openai(api_key: str, model: str, *, base_url: str | None, timeout: floa
     finally:
         client.close()
     return []
+
+
+# -- probes ----------------------------------------------------------------------------------
+
+from probes.registry import Scope, probe  # noqa: E402  (registration sits beside the checks)
+
+
+@probe(Stage.LLM, scope=Scope.EXCHANGE, emits=(LLM100, LLM001, LLM002), independent=True)
+def call_answered(ctx: Any, view: Any) -> list[Finding]:
+    """Each generation call: accepted, answered with the API's JSON, complete, not cut at max_tokens."""
+    return check_exchange(view.exchange, view.point)
+
+
+@probe(Stage.LLM, scope=Scope.EMBEDDING, emits=(LLM013,))
+def examples_answered(ctx: Any, view: Any) -> list[Finding]:
+    """Each embeddings call answered (a failure is a warning: plans are made without examples)."""
+    return check_exchange(view.exchange, view.point)
+
+
+@probe(Stage.LLM, scope=Scope.WRAPPER, emits=(LLM102,), requires=(LLM100, LLM001, LLM002))
+def wrapper_handed_on(ctx: Any, item: Any) -> list[Finding]:
+    """The application's LLM wrapper returned something after the API answered (not ``None``, not an exception)."""
+    call, view = item
+    if view is None:
+        return []
+    exchange = view.exchange
+    evidence = {
+        "wrapper": call.name,
+        "defined_at": str(call.defined_at) if call.defined_at else None,
+        **exchange_evidence(exchange),
+    }
+    if call.returned and call.result is None:
+        return [
+            LLM102.finding(
+                f"The LLM answered ({answer_summary(exchange)}), but {call.name.partition(':')[2]} returned None.",
+                point=view.point,
+                **evidence,
+            )
+        ]
+    if call.error is not None:
+        return [
+            LLM102.finding(
+                f"The LLM answered ({answer_summary(exchange)}), then {call.name.partition(':')[2]} raised "
+                f"{call.error}.",
+                point=view.point,
+                error=call.error.to_dict(),
+                **evidence,
+            )
+        ]
+    return []
+
+
+def _failure_not_ours(ctx: Any, ended: Any) -> str | None:
+    failure = ctx.failure
+    if failure is not None and failure.stage is Stage.LLM and failure.follows is not None:
+        return f"the flow's {failure.error.type} followed {failure.follows}"
+    return None
+
+
+@probe(Stage.LLM, scope=Scope.ENDED, emits=(LLM101,), applies=_failure_not_ours)
+def code_reached_call(ctx: Any, ended: Any) -> list[Finding]:
+    """The application's code did not raise before its LLM request was sent."""
+    failure = ctx.failure
+    if failure is None or failure.stage is not Stage.LLM:
+        return []
+    if failure.kind == "llm_call" and failure.error.exception is not None:
+        return [classify(failure.error.exception, failure.point)]
+    where = f" at {failure.error.location}" if failure.error.location else ""
+    return [
+        LLM101.finding(
+            f"Your code failed before the {failure.point} LLM call was sent{where}: "
+            f"{failure.error.type}: {failure.error.message}",
+            point=failure.point,
+            error=failure.error.to_dict(),
+            location=str(failure.error.location) if failure.error.location else None,
+        )
+    ]

@@ -37,12 +37,11 @@ __all__ = [
     "DOCUMENT_CHECKS",
     "PLAN_CHECKS",
     "SKELETON_CHECKS",
+    "PARSE101",
     "atomicity",
-    "check_batch_text",
-    "check_discovery_text",
-    "check_masterplan_text",
-    "check_skeleton_text",
+    "check_batch",
     "classify",
+    "parse_answer",
     "plan_atomicity",
     "plan_findings",
 ]
@@ -120,6 +119,14 @@ PARSE010 = Check(
     "A batch skipped or invented task numbers: numbering must continue right after the previous batch; "
     "ask for the batch again with its task range stated.",
 )
+PARSE101 = Check(
+    "PARSE101",
+    Stage.PARSE,
+    Level.ERROR,
+    "application code handled the answer",
+    "The LLM answered and your code failed while handling the answer, before anything was saved: fix the line "
+    "named in the evidence (the answer it was handling is in the llm stage's evidence).",
+)
 PARSE900 = Check(
     "PARSE900",
     Stage.PARSE,
@@ -134,7 +141,7 @@ PLAN_CHECKS = (PARSE004, PARSE005, PARSE006, PARSE007, PARSE008, PARSE009)
 SKELETON_CHECKS = (PARSE004, PARSE008)
 #: Checks of one batch of tasks, judged with the batches before it.
 BATCH_CHECKS = (PARSE010, PARSE005, PARSE006, PARSE007, PARSE009)
-CHECKS = DOCUMENT_CHECKS + PLAN_CHECKS + (PARSE010, PARSE900)
+CHECKS = DOCUMENT_CHECKS + PLAN_CHECKS + (PARSE010, PARSE101, PARSE900)
 
 _PROBLEM_CHECKS = {
     ProblemKind.TOTAL_MISMATCH: PARSE004,
@@ -172,46 +179,29 @@ def _contract_finding(exc: Exception, point: str) -> Finding:
     raise exc
 
 
-def check_discovery_text(text: str, point: str = "discovery") -> tuple[list[Finding], Discovery | None]:
-    """Extract and validate a discovery answer: findings, and the document when it parsed."""
+#: The contract parser of each kind of answer.
+_PARSERS = {
+    "discovery": parse_discovery,
+    "skeleton": parse_skeleton,
+    "batch": lambda text: parse_task_batch(text).tasks,
+    "masterplan": parse_masterplan,
+}
+
+
+def parse_answer(kind: str, text: str, point: str) -> tuple[list[Finding], Any]:
+    """Extract and validate an answer of ``kind`` against the contract: findings, and the document when it parsed."""
     try:
-        return [], parse_discovery(text)
+        return [], _PARSERS[kind](text)
     except (NoJSONFound, JSONDecodeFailed, ContractViolation) as exc:
         return [_contract_finding(exc, point)], None
 
 
-def check_masterplan_text(text: str, point: str = "masterplan") -> tuple[list[Finding], MasterPlan | None]:
-    """Extract and validate a masterplan answer, then judge the plan as a whole."""
-    try:
-        plan = parse_masterplan(text)
-    except (NoJSONFound, JSONDecodeFailed, ContractViolation) as exc:
-        return [_contract_finding(exc, point)], None
-    return plan_findings(plan_problems(plan), point), plan
-
-
-def check_skeleton_text(text: str, point: str) -> tuple[list[Finding], PlanSkeleton | None]:
-    """Extract and validate a plan skeleton: its total agrees with its milestones, no phase is empty."""
-    try:
-        skeleton = parse_skeleton(text)
-    except (NoJSONFound, JSONDecodeFailed, ContractViolation) as exc:
-        return [_contract_finding(exc, point)], None
-    return plan_findings(skeleton_problems(skeleton), point), skeleton
-
-
-def check_batch_text(
-    text: str, point: str, earlier: Sequence[Task], total: int | None
-) -> tuple[list[Finding], list[Task] | None]:
-    """Extract and validate one batch of tasks, judged with the tasks of the batches before it.
-
-    Numbering must continue right after the highest earlier task number.
-    """
-    try:
-        batch = parse_task_batch(text)
-    except (NoJSONFound, JSONDecodeFailed, ContractViolation) as exc:
-        return [_contract_finding(exc, point)], None
+def check_batch(
+    tasks: Sequence[Task], point: str, earlier: Sequence[Task], total: int | None
+) -> list[Finding]:
+    """One batch of tasks judged with the batches before it: numbering continues right after them."""
     first = max((task.task_number for task in earlier), default=0) + 1
-    problems = batch_problems(earlier, batch.tasks, first=first, total=total)
-    return plan_findings(problems, point), list(batch.tasks)
+    return plan_findings(batch_problems(earlier, tasks, first=first, total=total), point)
 
 
 def atomicity(tasks: Sequence[Task], token_range: tuple[int, int] = ATOMIC_TOKEN_RANGE) -> dict[str, Any]:
@@ -261,3 +251,105 @@ def classify(exc: BaseException, point: str) -> Finding:
     if problems and all(isinstance(p, PlanProblem) for p in problems):
         return plan_findings(problems, point)[0]
     return PARSE900.finding(f"{type(exc).__name__}: {exc}", point=point, error_type=type(exc).__name__)
+
+
+# -- probes ----------------------------------------------------------------------------------
+
+from probes.llm import LLM001, LLM002, LLM100  # noqa: E402
+from probes.registry import Scope, probe  # noqa: E402
+
+#: A truncated or failed answer is judged at the llm stage; parsing it would only repeat that.
+_ANSWERED = (LLM100, LLM001, LLM002)
+
+
+def _not_a_contract_document(ctx: Any, answer: Any) -> str | None:
+    if answer.view.kind == "unknown":
+        return "the answer is not a discovery or masterplan document (no contract to judge it by)"
+    return None
+
+
+@probe(
+    Stage.PARSE,
+    scope=Scope.ANSWER,
+    emits=DOCUMENT_CHECKS,
+    requires=_ANSWERED,
+    applies=_not_a_contract_document,
+)
+def document(ctx: Any, answer: Any) -> list[Finding]:
+    """JSON found and decoded, and the contract's fields present and typed (each gates the next)."""
+    text = answer.view.exchange.text or ""
+    findings, parsed = parse_answer(answer.view.kind, text, answer.view.point)
+    answer.document = parsed
+    if parsed is not None:
+        from harness.contract import extract_json
+
+        answer.raw = extract_json(text)
+    return findings
+
+
+@probe(Stage.PARSE, scope=Scope.ANSWER, emits=SKELETON_CHECKS, requires=(PARSE003,), kinds=("skeleton",))
+def skeleton(ctx: Any, answer: Any) -> list[Finding]:
+    """A skeleton's declared total agrees with its milestones; no phase or milestone is empty."""
+    if answer.document is None:
+        return []
+    ctx.state.setdefault("parse", {"skeleton": None, "tasks": []})["skeleton"] = answer.document
+    return plan_findings(skeleton_problems(answer.document), answer.view.point)
+
+
+@probe(
+    Stage.PARSE,
+    scope=Scope.ANSWER,
+    emits=BATCH_CHECKS,
+    requires=(PARSE003,),
+    independent=True,
+    kinds=("batch",),
+)
+def batch(ctx: Any, answer: Any) -> list[Finding]:
+    """A batch holds the next task numbers, unique, with dependencies that exist and form no cycle."""
+    if answer.document is None:
+        return []
+    state = ctx.state.setdefault("parse", {"skeleton": None, "tasks": []})
+    skeleton_doc = state["skeleton"]
+    total = skeleton_doc.total_tasks if skeleton_doc is not None else None
+    findings = check_batch(answer.document, answer.view.point, state["tasks"], total)
+    state["tasks"].extend(answer.document)
+    return findings
+
+
+@probe(Stage.PARSE, scope=Scope.PLAN, emits=PLAN_CHECKS, independent=True)
+def whole_plan(ctx: Any, plan: Any) -> list[Finding]:
+    """The whole plan: counts agree, numbers unique, dependencies exist and form no cycle, tasks atomic."""
+    ctx.observe(f"atomicity.{plan.point}", plan_atomicity(plan.plan))
+    return plan_findings(plan_problems(plan.plan), plan.point)
+
+
+def _failure_not_ours(ctx: Any, ended: Any) -> str | None:
+    failure = ctx.failure
+    if failure is not None and failure.stage is Stage.PARSE and failure.follows is not None:
+        return f"the flow's {failure.error.type} followed {failure.follows}"
+    return None
+
+
+@probe(Stage.PARSE, scope=Scope.ENDED, emits=(PARSE101,), applies=_failure_not_ours)
+def code_handled_answer(ctx: Any, ended: Any) -> list[Finding]:
+    """The application's code did not raise while handling an answer, before saving it."""
+    from probes.llm import answer_summary
+
+    failure = ctx.failure
+    if failure is None or failure.stage is not Stage.PARSE:
+        return []
+    where = f" at {failure.error.location}" if failure.error.location else ""
+    answered = (
+        f"The LLM answered ({answer_summary(failure.last_answer.exchange)}), then your code failed"
+        if failure.last_answer is not None
+        else "Your code failed while handling the answer"
+    )
+    return [
+        PARSE101.finding(
+            f"{answered}{where}: {failure.error.type}: {failure.error.message}",
+            point=failure.point,
+            error=failure.error.to_dict(),
+            location=str(failure.error.location) if failure.error.location else None,
+            answer_point=failure.last_answer.point if failure.last_answer is not None else None,
+        )
+    ]

@@ -1,60 +1,63 @@
-"""Stage persist: what the flow says it saved is really there, for everyone.
+"""Stage persist: what the flow committed is really there, for everyone, as it was generated.
 
-The readback goes through a *new* connection made from ``DATABASE_URL`` — never through
-the flow's session — so a write that was never committed, was rolled back, or went to
-another database is caught. Rows are compared field by field with what the LLM said,
-children are counted and the dependency graph is rebuilt from the rows.
+Every row the flow committed (seen by the database watcher, :mod:`harness.observe.orm`) is
+read back by primary key through the harness's *own* connection — never the flow's — and
+compared column by column with what the flow wrote, so a write that was never committed,
+went to another database or was changed on the way is caught. The documents the LLM
+produced are then found among those rows (:mod:`probes.documents`) and compared field by
+field: the plan's children where they belong, the dependency graph rebuilt. Units of work
+are judged too: one commit each, nothing flushed and left uncommitted, a failed save that
+reaches its caller. Nothing here knows the application's table names.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness.config import TIMEOUTS, Timeouts
-from harness.contract import Discovery, MasterPlan, PlanSkeleton, Task, iter_tasks
 from harness.redaction import redact_url
 from probes.core import Check, Finding, Level, Stage
 from probes.db import probe_engine
 from probes.dberrors import DBErrorKind, describe_db_error
+from probes.documents import RowRef, Saved, match_discovery, match_plan, same, shown
+from probes.registry import Scope, probe
 
 __all__ = [
-    "BATCH_CHECKS",
+    "CANARY_PREFIX",
     "CHECKS",
-    "DISCOVERY_CHECKS",
-    "PLAN_CHECKS",
-    "SKELETON_CHECKS",
+    "PersistState",
     "Readback",
-    "check_batch_rows",
     "check_detached",
-    "check_discovery_row",
-    "check_masterplan_rows",
-    "check_skeleton_rows",
     "classify",
+    "prepare",
+    "remove_rows",
 ]
 
 PERSIST001 = Check(
     "PERSIST001",
     Stage.PERSIST,
     Level.ERROR,
-    "saved row visible to a new connection",
-    "The flow reported a save but another connection cannot see the row: the transaction was never committed "
-    "(an exception swallowed in the session scope?) or the flow writes to a different database than DATABASE_URL.",
+    "committed rows visible to a new connection",
+    "Rows the flow committed cannot be seen by another connection: the flow writes to a different database than "
+    "the one it was given, or something removed them after the commit.",
 )
 PERSIST002 = Check(
     "PERSIST002",
     Stage.PERSIST,
     Level.ERROR,
-    "saved fields match the generated document",
-    "The row differs from what the LLM produced in the fields listed: check the mapping in the save function.",
+    "saved fields match what was generated and written",
+    "The saved rows differ from what the LLM produced (or from what the flow wrote) in the fields listed: check the "
+    "mapping in the save function and the request's identity.",
 )
 PERSIST003 = Check(
     "PERSIST003",
     Stage.PERSIST,
     Level.ERROR,
-    "all phases, milestones and tasks saved",
-    "Some children are missing: save the plan and all its children in one unit of work.",
+    "all phases, milestones and tasks saved where they belong",
+    "Some children are missing, extra or attached to the wrong parent: save the plan and all its children in one "
+    "unit of work, linking each to the row made for its parent.",
 )
 PERSIST004 = Check(
     "PERSIST004",
@@ -82,15 +85,16 @@ PERSIST007 = Check(
     Stage.PERSIST,
     Level.ERROR,
     "plan marked complete",
-    "The plan row is not in status 'draft': generation did not finish, and the row says so.",
+    "The plan row is not in a complete status although the flow returned: generation did not finish, or the status "
+    "was never switched when it did.",
 )
 PERSIST008 = Check(
     "PERSIST008",
     Stage.PERSIST,
     Level.ERROR,
     "canary rows removed after the run",
-    "The harness could not remove the rows it wrote: delete rows whose session_id starts with "
-    "'harness-canary-' (the evidence names the session) and check the role's DELETE privilege.",
+    "The harness could not remove the rows its run wrote: delete the rows named in the evidence (their session id "
+    "starts with 'harness-canary-') and check the role's DELETE privilege.",
 )
 PERSIST009 = Check(
     "PERSIST009",
@@ -108,6 +112,37 @@ PERSIST010 = Check(
     "A plan whose batches are still arriving must stay 'generating': switch it to 'draft' only after the last "
     "batch is saved and the whole plan validated.",
 )
+PERSIST011 = Check(
+    "PERSIST011",
+    Stage.PERSIST,
+    Level.ERROR,
+    "a failed save reaches the caller",
+    "A save failed inside your unit of work and the exception never reached the caller: the session scope rolled "
+    "back and went on as if the save had worked. Re-raise after the rollback.",
+)
+PERSIST012 = Check(
+    "PERSIST012",
+    Stage.PERSIST,
+    Level.ERROR,
+    "every flushed row committed",
+    "Rows were flushed and the unit of work ended without a commit, so they were thrown away: commit the session "
+    "(or let the session scope commit) before returning.",
+)
+PERSIST013 = Check(
+    "PERSIST013",
+    Stage.PERSIST,
+    Level.ERROR,
+    "every generated document saved",
+    "The flow returned, but no saved row holds a document the LLM produced: the save never ran, ran on another "
+    "session, or was rolled back and not reported.",
+)
+PERSIST101 = Check(
+    "PERSIST101",
+    Stage.PERSIST,
+    Level.ERROR,
+    "application code saved without error",
+    "Your code raised while saving or loading rows (not a database error): fix the line named in the evidence.",
+)
 PERSIST900 = Check(
     "PERSIST900",
     Stage.PERSIST,
@@ -116,11 +151,7 @@ PERSIST900 = Check(
     "An unexpected error while saving; the evidence names the exception.",
 )
 
-DISCOVERY_CHECKS = (PERSIST001, PERSIST002)
-PLAN_CHECKS = (PERSIST001, PERSIST002, PERSIST007, PERSIST003, PERSIST004)
-#: Checks of a skeleton save and of one batch save (batched generation).
-SKELETON_CHECKS = (PERSIST001, PERSIST002, PERSIST010, PERSIST003)
-BATCH_CHECKS = (PERSIST001, PERSIST002, PERSIST010, PERSIST004)
+
 CHECKS = (
     PERSIST001,
     PERSIST002,
@@ -132,60 +163,30 @@ CHECKS = (
     PERSIST008,
     PERSIST009,
     PERSIST010,
+    PERSIST011,
+    PERSIST012,
+    PERSIST013,
+    PERSIST101,
     PERSIST900,
 )
 
-#: Every row a diagnose run writes carries a session id with this prefix; only such rows are ever deleted.
+#: Session ids of the requests diagnose runs against a real database start with this.
 CANARY_PREFIX = "harness-canary-"
-
-_CANARY_PLANS = "SELECT masterplan_id FROM masterplans WHERE session_id = :sid"
-_CANARY_TASKS = f"SELECT task_id FROM masterplan_tasks WHERE masterplan_id IN ({_CANARY_PLANS})"
-_CANARY_DELETES = (
-    f"DELETE FROM masterplan_task_dependencies WHERE task_id IN ({_CANARY_TASKS}) "
-    f"OR depends_on_task_id IN ({_CANARY_TASKS})",
-    f"DELETE FROM masterplan_tasks WHERE masterplan_id IN ({_CANARY_PLANS})",
-    "DELETE FROM masterplan_milestones WHERE phase_id IN "
-    f"(SELECT phase_id FROM masterplan_phases WHERE masterplan_id IN ({_CANARY_PLANS}))",
-    f"DELETE FROM masterplan_phases WHERE masterplan_id IN ({_CANARY_PLANS})",
-    "DELETE FROM masterplans WHERE session_id = :sid",
-    "DELETE FROM discovery_documents WHERE session_id = :sid",
-)
-_CANARY_REMAINING = """
-SELECT (SELECT count(*) FROM discovery_documents WHERE session_id = :sid)
-     + (SELECT count(*) FROM masterplans WHERE session_id = :sid)
-"""
-
-_DISCOVERY_LISTS = ("bounded_contexts", "aggregates", "value_objects", "domain_events", "services")
-
-
-#: The plan row, its child counts and its dependency edges, read back over one connection.
-_PLAN_QUERIES = [
-    "SELECT * FROM masterplans WHERE masterplan_id = :key",
-    """
-        SELECT
-          (SELECT count(*) FROM masterplan_phases WHERE masterplan_id = :key) AS phases,
-          (SELECT count(*) FROM masterplan_milestones m JOIN masterplan_phases p USING (phase_id)
-             WHERE p.masterplan_id = :key) AS milestones,
-          (SELECT count(*) FROM masterplan_tasks WHERE masterplan_id = :key) AS tasks
-        """,
-    """
-        SELECT t.task_number AS task, d.task_number AS depends_on
-        FROM masterplan_task_dependencies x
-        JOIN masterplan_tasks t ON t.task_id = x.task_id
-        JOIN masterplan_tasks d ON d.task_id = x.depends_on_task_id
-        WHERE t.masterplan_id = :key
-        """,
-]
+#: Statuses that say a plan is still under way or failed (case-blind, enum names or values).
+_UNFINISHED = frozenset({"generating", "pending", "in_progress", "queued", "running", "failed", "error", "started"})
+#: Columns that carry who asked and in which chat.
+_IDENTITY_COLUMNS = ("user_id", "session_id")
+#: Rows read back per query.
+_CHUNK = 500
 
 
 class Readback:
-    """The probes' own connection to ``DATABASE_URL`` for the readbacks of one run.
+    """The probes' own connection to the database under diagnosis, for the readbacks of one run.
 
     Never the flow's: it is opened from the URL by the probe, in autocommit, so every query
     sees exactly what is committed at that moment — a write that lives only in the flow's
     transaction, or in another database, is invisible to it. One connection serves every
-    readback of a run (a connection costs more than the queries); a failed query drops it
-    and the next one reconnects.
+    readback of a run; a failed query drops it and the next one reconnects once.
     """
 
     def __init__(self, database_url: str, timeouts: Timeouts = TIMEOUTS) -> None:
@@ -194,27 +195,39 @@ class Readback:
         self._engine: Any = None
         self._connection: Any = None
 
-    def rows(self, queries: list[str], **params: Any) -> list[list[dict[str, Any]]]:
-        """The rows of each query, in order."""
-        from sqlalchemy import text
-
+    def execute(self, statement: Any) -> list[Any]:
+        """The rows of one statement (a SQLAlchemy construct)."""
         reused = self._connection is not None
         if not reused:
             self._open()
         try:
-            return [[dict(row._mapping) for row in self._connection.execute(text(sql), params)] for sql in queries]
+            return list(self._connection.execute(statement))
         except Exception:
             self.close()
             if not reused:
                 raise
         # A connection kept from an earlier readback may have died since (a server restart):
-        # the queries only read, so they are asked once more on a fresh connection.
+        # the statement only reads, so it is asked once more on a fresh connection.
         self._open()
         try:
-            return [[dict(row._mapping) for row in self._connection.execute(text(sql), params)] for sql in queries]
+            return list(self._connection.execute(statement))
         except Exception:
             self.close()
             raise
+
+    def rows_by_key(self, table: Any, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], dict[str, Any]]:
+        """Full rows of ``table`` (an application ``Table``) for these primary keys, as its column types read them."""
+        from sqlalchemy import select, tuple_
+
+        pk = list(table.primary_key.columns)
+        found: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            where = pk[0].in_([key[0] for key in chunk]) if len(pk) == 1 else tuple_(*pk).in_(chunk)
+            for row in self.execute(select(table).where(where)):
+                values = {column.name: row._mapping[column] for column in table.columns}
+                found[tuple(values[column.name] for column in pk)] = values
+        return found
 
     def _open(self) -> None:
         self._engine = probe_engine(self.url, self._timeouts)
@@ -230,296 +243,583 @@ class Readback:
             self._engine = None
 
 
-Target = str | Readback
-"""Where readbacks go: a URL (one connection per call) or a run's :class:`Readback`."""
+# -- what was committed, read back and matched ------------------------------------------------
 
 
-def _url(target: Target) -> str:
-    return target.url if isinstance(target, Readback) else target
+@dataclass
+class RowHistory:
+    """One row the flow committed: what it wrote (merged over its commits) and the commit that wrote it last."""
+
+    ref: RowRef
+    written: dict[str, Any] = field(default_factory=dict)
+    deleted: bool = False
+    #: ``seq`` of the commit that last wrote it.
+    last_commit: int = -1
+    #: Columns an UPDATE without a known key may have changed after the flow wrote them.
+    unsure: set[str] = field(default_factory=set)
 
 
-def _readback(target: Target, timeouts: Timeouts, sql: str, **params: Any) -> list[dict[str, Any]]:
-    return _readback_all(target, timeouts, [sql], **params)[0]
+@dataclass
+class DocumentView:
+    """A document the LLM produced, and the saved rows that hold it."""
+
+    kind: str
+    point: str
+    raw: Any
+    #: ``seq`` of the answer (or, for a batched plan, of its last batch).
+    answered_seq: int
+    ref: RowRef | None = None
+    mismatches: list[Any] = field(default_factory=list)
+    plan: Any = None
+    #: The parsed tasks of the plan (contract models), for the dependency graph.
+    tasks: list[Any] = field(default_factory=list)
 
 
-def _readback_all(target: Target, timeouts: Timeouts, queries: list[str], **params: Any) -> list[list[dict[str, Any]]]:
-    """Run ``queries`` over the run's readback connection, or over one new connection for a bare URL."""
-    if isinstance(target, Readback):
-        return target.rows(queries, **params)
-    reader = Readback(target, timeouts)
-    try:
-        return reader.rows(queries, **params)
-    finally:
-        reader.close()
+@dataclass
+class PersistState:
+    """What the persist probes share for one run: the committed rows, read back, and the documents matched."""
+
+    histories: dict[RowRef, RowHistory] = field(default_factory=dict)
+    saved: Saved | None = None
+    #: Row → the point of the document it holds (``discovery``, ``masterplan.batch-2``...).
+    points: dict[RowRef, str] = field(default_factory=dict)
+    documents: list[DocumentView] = field(default_factory=list)
+    #: Why rows could not be read back (a database error), if they could not.
+    readback_error: Finding | None = None
+    #: Tables whose rows were written without a known key (``table`` → columns).
+    unkeyed: dict[str, set[str]] = field(default_factory=dict)
 
 
-def _not_visible(table: str, key: uuid.UUID, database_url: Target, point: str) -> Finding:
-    return PERSIST001.finding(
-        f"The {point} row {key} is not visible in {table} through a new connection.",
-        point=point,
-        table=table,
-        key=str(key),
-        target=redact_url(_url(database_url)),
-    )
+def _tables(metadata: Any) -> dict[str, Any]:
+    return {table.fullname: table for table in metadata.sorted_tables} if metadata is not None else {}
 
 
-def check_discovery_row(
-    database_url: Target, key: uuid.UUID, expected: Discovery, point: str = "discovery", timeouts: Timeouts = TIMEOUTS
-) -> list[Finding]:
-    """The discovery row exists for a new connection and holds what the LLM produced."""
-    rows = _readback(database_url, timeouts, "SELECT * FROM discovery_documents WHERE discovery_id = :key", key=key)
-    if not rows:
-        return [_not_visible("discovery_documents", key, database_url, point)]
-    row = rows[0]
-    wanted: dict[str, Any] = {"domain": expected.domain}
-    for name in _DISCOVERY_LISTS:
-        wanted[name] = [item.model_dump(mode="json") for item in getattr(expected, name)]
-    differing = sorted(name for name, value in wanted.items() if row.get(name) != value)
-    if differing:
-        return [
-            PERSIST002.finding(
-                f"The saved discovery differs from the generated one in {', '.join(differing)}.",
-                point=point,
-                fields=differing,
-                key=str(key),
-            )
-        ]
-    return []
+def _histories(timeline: Any) -> tuple[dict[RowRef, RowHistory], dict[str, set[str]]]:
+    from harness.observe.timeline import UnitCommitted
+
+    histories: dict[RowRef, RowHistory] = {}
+    unkeyed: dict[str, set[str]] = {}
+    for commit in timeline.of(UnitCommitted):
+        for write in commit.writes:
+            if write.key is None:
+                columns = unkeyed.setdefault(write.table, set())
+                columns.update(write.values)
+                for history in histories.values():
+                    if history.ref.table == write.table:
+                        history.unsure.update(write.values or history.written)
+                continue
+            ref = RowRef(write.table, tuple(write.key))
+            history = histories.setdefault(ref, RowHistory(ref))
+            if write.op == "delete":
+                history.deleted = True
+            else:
+                history.deleted = False
+                history.written.update(write.values)
+                history.unsure.difference_update(write.values)
+            history.last_commit = commit.seq
+    return histories, unkeyed
 
 
-def check_masterplan_rows(
-    database_url: Target, key: uuid.UUID, expected: MasterPlan, point: str = "masterplan", timeouts: Timeouts = TIMEOUTS
-) -> list[Finding]:
-    """The plan, its children and its dependency graph are there for a new connection, as generated."""
-    plans, count_rows, edges = _readback_all(database_url, timeouts, _PLAN_QUERIES, key=key)
-    if not plans:
-        return [_not_visible("masterplans", key, database_url, point)]
-    plan = plans[0]
+def prepare(ctx: Any) -> PersistState:
+    """Read back every row the flow committed and find the documents among them (once per run)."""
+    state: PersistState | None = ctx.state.get("persist")
+    if state is not None:
+        return state
+    state = PersistState()
+    ctx.state["persist"] = state
+    tables = _tables(ctx.target.metadata if ctx.target is not None else None)
+    state.histories, state.unkeyed = _histories(ctx.timeline)
+    rows: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
+    wanted: dict[str, list[tuple[Any, ...]]] = {}
+    for ref, history in state.histories.items():
+        if not history.deleted and ref.table in tables:
+            wanted.setdefault(ref.table, []).append(ref.key)
+    if wanted and ctx.reader is not None:
+        try:
+            for name, keys in wanted.items():
+                rows[name] = ctx.reader.rows_by_key(tables[name], keys)
+        except Exception as exc:  # the database itself failed: one finding says so, rows stay unjudged
+            state.readback_error = classify(exc, "persist")
+    state.saved = Saved(rows, tables)
+    _match_documents(ctx, state)
+    return state
+
+
+def _match_documents(ctx: Any, state: PersistState) -> None:
+    saved = state.saved
+    assert saved is not None
+    answers = [a for a in ctx.answers if a.raw is not None and a.document is not None]
+    discovery_ref = None
+    for answer in (a for a in answers if a.view.kind == "discovery"):
+        ref, mismatches = match_discovery(answer.raw, saved)
+        discovery_ref = discovery_ref or ref
+        state.documents.append(DocumentView("discovery", answer.view.point, answer.raw, answer.view.exchange.seq, ref, mismatches))
+        if ref is not None:
+            state.points[ref] = answer.view.point
+    plan_sources: list[tuple[Any, list[Any], list[Any], int, dict[int, str], bool]] = []
+    for answer in (a for a in answers if a.view.kind == "masterplan"):
+        raw_tasks = [t for p in answer.raw.get("phases", []) for m in p.get("milestones", []) for t in m.get("tasks", [])]
+        tasks = [t for _, _, t in _iter_tasks(answer.document)]
+        plan_sources.append((answer.raw, raw_tasks, tasks, answer.view.exchange.seq, {}, False))
+    skeletons = [a for a in answers if a.view.kind == "skeleton"]
+    if skeletons:
+        skeleton = skeletons[-1]
+        raw_tasks, tasks, batch_of = [], [], {}
+        last_seq = skeleton.view.exchange.seq
+        for answer in (a for a in answers if a.view.kind == "batch"):
+            raw_tasks += [t for t in answer.raw.get("tasks", []) if isinstance(t, dict)]
+            tasks += list(answer.document)
+            for task in answer.document:
+                batch_of[task.task_number] = answer.view.point
+            last_seq = answer.view.exchange.seq
+        plan_sources.append((skeleton.raw, raw_tasks, tasks, last_seq, batch_of, True))
+    for raw, raw_tasks, tasks, seq, batch_of, batched in plan_sources:
+        match = match_plan(raw, raw_tasks, saved, exclude=discovery_ref)
+        document = DocumentView("plan", "masterplan", raw, seq, match.plan, match.mismatches, match, tasks)
+        state.documents.append(document)
+        if match.plan is None:
+            continue
+        state.points[match.plan] = "masterplan"
+        children_point = "masterplan.skeleton" if batched else "masterplan"
+        for table in (match.phase_table, match.milestone_table):
+            for ref in saved.refs(table) if table else []:
+                state.points.setdefault(ref, children_point)
+        for number, ref in match.tasks.items():
+            state.points[ref] = batch_of.get(number, "masterplan")
+
+
+def _iter_tasks(plan: Any) -> list[tuple[Any, Any, Any]]:
+    from harness.contract import iter_tasks
+
+    return list(iter_tasks(plan))
+
+
+def commit_point(state: PersistState, writes: Any) -> str:
+    """The point of a commit: the document its rows hold (``persist`` when they hold none)."""
+    for write in writes:
+        if write.key is not None:
+            point = state.points.get(RowRef(write.table, tuple(write.key)))
+            if point is not None:
+                return point
+    return "persist"
+
+
+def _looks_unfinished(value: Any) -> bool:
+    text = str(getattr(value, "value", getattr(value, "name", value))).lower()
+    name = str(getattr(value, "name", value)).lower()
+    return text in _UNFINISHED or name in _UNFINISHED
+
+
+# -- probes: each commit -----------------------------------------------------------------------
+
+
+@probe(Stage.PERSIST, scope=Scope.COMMIT, emits=(PERSIST001, PERSIST002), independent=True)
+def committed_rows(ctx: Any, commit: Any) -> list[Finding]:
+    """Every row this commit made durable is there for a new connection, as written, under the request's identity."""
+    state = prepare(ctx)
+    if state.readback_error is not None:
+        return [state.readback_error]
+    saved = state.saved
+    assert saved is not None
+    point = commit_point(state, commit.writes)
+    mine = [h for h in state.histories.values() if h.last_commit == commit.seq and h.ref.table in saved.tables]
+    missing = [h.ref for h in mine if not h.deleted and h.ref.key not in saved.rows.get(h.ref.table, {})]
     findings: list[Finding] = []
-
-    tasks = [task for _, _, task in iter_tasks(expected)]
-    wanted = {
-        "project_name": expected.project_name,
-        "architecture_style": expected.architecture_style,
-        "tech_stack": expected.tech_stack,
-        "total_tasks": len(tasks),
-        "total_phases": len(expected.phases),
-        "total_milestones": sum(len(phase.milestones) for phase in expected.phases),
-    }
-    differing = sorted(name for name, value in wanted.items() if plan.get(name) != value)
+    where = f" (committed at {commit.location})" if commit.location else ""
+    if missing:
+        tables = sorted({ref.table for ref in missing})
+        findings.append(
+            PERSIST001.finding(
+                f"{len(missing)} committed row(s) of {', '.join(tables)} are not visible through a new connection"
+                f"{where}.",
+                point=point,
+                tables=tables,
+                rows=[str(ref) for ref in missing[:20]],
+                target=redact_url(ctx.reader.url) if ctx.reader is not None else None,
+                committed_at=str(commit.location) if commit.location else None,
+            )
+        )
+    differing = []
+    for history in mine:
+        row = saved.rows.get(history.ref.table, {}).get(history.ref.key)
+        if row is None or history.deleted:
+            continue
+        for column, value in history.written.items():
+            if column in history.unsure or column not in row or _is_sql(value):
+                continue
+            if not same(row[column], value):
+                differing.append({"row": str(history.ref), "column": column, "written": shown(value), "read": shown(row[column])})
+        for column in _IDENTITY_COLUMNS:
+            expected = getattr(ctx.request, column, None)
+            if column in row and expected is not None and row[column] is not None and str(row[column]) != str(expected):
+                differing.append(
+                    {"row": str(history.ref), "column": column, "read": shown(row[column]), "request": shown(expected)}
+                )
     if differing:
+        first = differing[0]
         findings.append(
             PERSIST002.finding(
-                f"The saved plan differs from the generated one in {', '.join(differing)}.",
+                f"{len(differing)} saved value(s) differ from what was written or asked; first: {first['row']}.{first['column']}.",
                 point=point,
-                fields=differing,
-                saved={name: plan.get(name) for name in differing if name != "tech_stack"},
+                values=differing[:20],
+                committed_at=str(commit.location) if commit.location else None,
             )
         )
-    status = str(plan.get("status"))
-    if status != "draft":
-        findings.append(
-            PERSIST007.finding(
-                f"The plan is in status {status!r}, not 'draft'.",
-                point=point,
-                status=status,
-                error_message=plan.get("error_message"),
-            )
-        )
-
-    counts = count_rows[0]
-    expected_counts = {"phases": wanted["total_phases"], "milestones": wanted["total_milestones"], "tasks": len(tasks)}
-    if counts != expected_counts:
-        findings.append(
-            PERSIST003.finding(
-                f"Saved children {counts} differ from the generated plan's {expected_counts}.",
-                point=point,
-                saved=counts,
-                generated=expected_counts,
-            )
-        )
-
-    findings.extend(_edge_findings(edges, tasks, point, "The saved dependency graph"))
     return findings
 
 
-def _edge_findings(edges: list[dict[str, Any]], tasks: list[Task], point: str, what: str) -> list[Finding]:
-    """PERSIST004 when the saved (task, depends_on) edges differ from the generated ones."""
-    saved_edges = Counter((edge["task"], edge["depends_on"]) for edge in edges)
-    generated_edges = Counter((task.task_number, dep) for task in tasks for dep in set(task.depends_on))
-    if saved_edges == generated_edges:
+def _is_sql(value: Any) -> bool:
+    return type(value).__module__.startswith("sqlalchemy")
+
+
+@probe(Stage.PERSIST, scope=Scope.COMMIT, emits=(PERSIST009,))
+def one_commit_per_unit(ctx: Any, commit: Any) -> list[Finding]:
+    """A unit of work does not commit again with nothing new: the seed's ``db.commit()`` inside a committing scope."""
+    from harness.observe.timeline import UnitCommitted, UnitOpened
+
+    if commit.number < 2 or commit.writes:
         return []
-    missing = sorted((generated_edges - saved_edges).elements())
-    extra = sorted((saved_edges - generated_edges).elements())
+    earlier = [c for c in ctx.timeline.of(UnitCommitted) if c.unit == commit.unit and c.seq < commit.seq]
+    opened = next((u for u in ctx.timeline.of(UnitOpened) if u.unit == commit.unit), None)
+    inner = earlier[-1] if earlier else None
+    state = prepare(ctx)
+    point = commit_point(state, inner.writes) if inner is not None else "persist"
     return [
-        PERSIST004.finding(
-            f"{what} has {len(missing)} missing and {len(extra)} extra edge(s).",
+        PERSIST009.finding(
+            f"The unit of work opened at {opened.location if opened else 'an unknown line'} committed "
+            f"{commit.number} times: first at {inner.location if inner else '?'}, again at {commit.location}.",
             point=point,
-            missing=[list(edge) for edge in missing[:20]],
-            extra=[list(edge) for edge in extra[:20]],
+            unit=commit.unit,
+            opened_at=str(opened.location) if opened and opened.location else None,
+            inner_commit_at=str(inner.location) if inner and inner.location else None,
+            outer_commit_at=str(commit.location) if commit.location else None,
+            commits=commit.number,
         )
     ]
 
 
-def _still_generating(plan: dict[str, Any], point: str) -> list[Finding]:
-    status = str(plan.get("status"))
-    if status == "generating":
+@probe(Stage.PERSIST, scope=Scope.COMMIT, emits=(PERSIST010,))
+def unfinished_plan_stays_unfinished(ctx: Any, commit: Any) -> list[Finding]:
+    """While tasks are still arriving, the plan row's committed status does not claim it is complete."""
+    state = prepare(ctx)
+    plan_doc = next((d for d in state.documents if d.kind == "plan" and d.ref is not None), None)
+    if plan_doc is None or plan_doc.plan.task_table is None:
+        return []
+    task_table = plan_doc.plan.task_table
+    from harness.observe.timeline import UnitCommitted
+
+    task_commits = [c for c in ctx.timeline.of(UnitCommitted) if any(w.table == task_table for w in c.writes)]
+    if not task_commits or commit.seq >= task_commits[-1].seq:
+        return []  # the last tasks are in (or none came): the plan may be complete from here on
+    status = _status_as_of(ctx, plan_doc.ref, commit.seq)
+    if status is None or _looks_unfinished(status):
         return []
     return [
         PERSIST010.finding(
-            f"The plan is in status {status!r} while its batches are still arriving; it must stay 'generating'.",
-            point=point,
-            status=status,
+            f"The plan was committed as {shown(status)!r} while its tasks were still arriving.",
+            point=commit_point(state, commit.writes),
+            status=shown(status),
+            committed_at=str(commit.location) if commit.location else None,
         )
     ]
 
 
-def check_skeleton_rows(
-    database_url: Target, key: uuid.UUID, expected: PlanSkeleton, point: str, timeouts: Timeouts = TIMEOUTS
-) -> list[Finding]:
-    """The skeleton's plan row, phases and milestones are there for a new connection; the plan is not complete."""
-    plans = _readback(database_url, timeouts, "SELECT * FROM masterplans WHERE masterplan_id = :key", key=key)
-    if not plans:
-        return [_not_visible("masterplans", key, database_url, point)]
-    plan = plans[0]
-    findings: list[Finding] = []
-    wanted = {
-        "project_name": expected.project_name,
-        "architecture_style": expected.architecture_style,
-        "tech_stack": expected.tech_stack,
-        "total_tasks": expected.total_tasks,
-        "total_phases": len(expected.phases),
-        "total_milestones": sum(len(phase.milestones) for phase in expected.phases),
-    }
-    differing = sorted(name for name, value in wanted.items() if plan.get(name) != value)
-    if differing:
-        findings.append(
-            PERSIST002.finding(
-                f"The saved plan differs from the generated skeleton in {', '.join(differing)}.",
-                point=point,
-                fields=differing,
-            )
-        )
-    findings += _still_generating(plan, point)
-    counts = _readback(
-        database_url,
-        timeouts,
-        """
-        SELECT
-          (SELECT count(*) FROM masterplan_phases WHERE masterplan_id = :key) AS phases,
-          (SELECT count(*) FROM masterplan_milestones m JOIN masterplan_phases p USING (phase_id)
-             WHERE p.masterplan_id = :key) AS milestones
-        """,
-        key=key,
-    )[0]
-    expected_counts = {"phases": wanted["total_phases"], "milestones": wanted["total_milestones"]}
-    if counts != expected_counts:
-        findings.append(
-            PERSIST003.finding(
-                f"Saved phases and milestones {counts} differ from the skeleton's {expected_counts}.",
-                point=point,
-                saved=counts,
-                generated=expected_counts,
-            )
-        )
-    return findings
+def _status_as_of(ctx: Any, ref: RowRef, seq: int) -> Any:
+    from harness.observe.timeline import UnitCommitted
+
+    status = None
+    for commit in ctx.timeline.of(UnitCommitted):
+        if commit.seq > seq:
+            break
+        for write in commit.writes:
+            if write.table == ref.table and write.key is not None and tuple(write.key) == ref.key and "status" in write.values:
+                status = write.values["status"]
+    return status
 
 
-def check_batch_rows(
-    database_url: Target, key: uuid.UUID, expected: list[Task], point: str, timeouts: Timeouts = TIMEOUTS
-) -> list[Finding]:
-    """One batch's tasks and their dependencies are there for a new connection; the plan is not complete yet.
+# -- probes: each document --------------------------------------------------------------------
 
-    (The whole plan is judged again when its last batch is in: see :func:`check_masterplan_rows`.)
-    """
-    plans = _readback(database_url, timeouts, "SELECT status FROM masterplans WHERE masterplan_id = :key", key=key)
-    if not plans:
-        return [_not_visible("masterplans", key, database_url, point)]
-    numbers = [task.task_number for task in expected]
-    rows = _readback(
-        database_url,
-        timeouts,
-        "SELECT task_number, title FROM masterplan_tasks WHERE masterplan_id = :key AND task_number = ANY(:numbers)",
-        key=key,
-        numbers=numbers,
-    )
-    saved = {row["task_number"]: row["title"] for row in rows}
-    missing = sorted(set(numbers) - set(saved))
-    if missing:
+
+def _flow_failed(ctx: Any) -> bool:
+    ended = ctx.timeline.ended()
+    return ended is not None and ended.error is not None
+
+
+@probe(Stage.PERSIST, scope=Scope.DOCUMENT, emits=(PERSIST013, PERSIST002))
+def document_saved(ctx: Any, document: DocumentView) -> list[Finding]:
+    """A document the LLM produced is held by a saved row, field for field."""
+    state = prepare(ctx)
+    if state.readback_error is not None:
+        return []
+    if document.ref is None:
+        if _flow_failed(ctx):
+            return []  # the flow's failure explains a document it never got to save
         return [
-            PERSIST001.finding(
-                f"{len(missing)} task(s) of the {point} batch are not visible through a new connection.",
-                point=point,
-                table="masterplan_tasks",
-                missing=missing[:20],
-                target=redact_url(_url(database_url)),
+            PERSIST013.finding(
+                f"The flow returned, but no row it committed holds the {document.kind} the LLM produced at "
+                f"{document.point}.",
+                point=document.point,
+                document=document.kind,
+                identified_by=shown(document.raw.get("domain") or document.raw.get("project_name")),
+                rows_committed=len(state.histories),
             )
         ]
-    findings: list[Finding] = []
-    differing = sorted(task.task_number for task in expected if saved[task.task_number] != task.title)
-    if differing:
-        findings.append(
+    if document.mismatches:
+        first = document.mismatches[0]
+        return [
             PERSIST002.finding(
-                f"{len(differing)} saved task(s) differ in title from the generated batch.",
-                point=point,
-                tasks=differing[:20],
+                f"The saved {document.kind} differs from the generated one in {len(document.mismatches)} field(s); "
+                f"first: {first.where} {first.field} (column {first.column}).",
+                point=document.point,
+                row=str(document.ref),
+                fields=[m.to_dict() for m in document.mismatches[:20]],
             )
-        )
-    findings += _still_generating(plans[0], point)
-    edges = _readback(
-        database_url,
-        timeouts,
-        """
-        SELECT t.task_number AS task, d.task_number AS depends_on
-        FROM masterplan_task_dependencies x
-        JOIN masterplan_tasks t ON t.task_id = x.task_id
-        JOIN masterplan_tasks d ON d.task_id = x.depends_on_task_id
-        WHERE t.masterplan_id = :key AND t.task_number = ANY(:numbers)
-        """,
-        key=key,
-        numbers=numbers,
-    )
-    findings.extend(_edge_findings(edges, expected, point, "The batch's saved dependencies"))
-    return findings
-
-
-def check_detached(obj: object, attributes: tuple[str, ...], point: str) -> list[Finding]:
-    """Every listed attribute of an object whose session has closed can still be read."""
-    from sqlalchemy.orm.exc import DetachedInstanceError
-
-    for name in attributes:
-        try:
-            getattr(obj, name)
-        except DetachedInstanceError as exc:
-            return [
-                PERSIST005.finding(
-                    f"Reading {type(obj).__name__}.{name} after its session closed failed.",
-                    point=point,
-                    attribute=name,
-                    error=str(exc)[:300],
-                )
-            ]
+        ]
     return []
 
 
+def _plan_only(ctx: Any, document: DocumentView) -> str | None:
+    if document.kind != "plan":
+        return "not a plan"
+    if document.ref is None:
+        return "no saved row holds the plan"
+    return None
+
+
+@probe(Stage.PERSIST, scope=Scope.DOCUMENT, emits=(PERSIST003, PERSIST004), independent=True, kinds=("plan",), applies=_plan_only)
+def plan_children(ctx: Any, document: DocumentView) -> list[Finding]:
+    """Every phase, milestone and task saved under the row made for its parent; the dependency graph rebuilt."""
+    match = document.plan
+    findings: list[Finding] = []
+    if match.missing or match.extra or match.misplaced:
+        if _flow_failed(ctx) and not match.misplaced and not match.extra:
+            pass  # a failed flow stopped before saving everything; its failure says why
+        else:
+            findings.append(
+                PERSIST003.finding(
+                    f"Saved children differ from the plan: {len(match.missing)} missing, {len(match.extra)} extra, "
+                    f"{len(match.misplaced)} attached to the wrong parent.",
+                    point=document.point,
+                    missing=[f"{what} {ident}" for what, ident in match.missing[:20]],
+                    extra=[str(ref) for ref in match.extra[:20]],
+                    misplaced=[
+                        {"child": f"{what} {ident}", "expected": expected, "saved_under": actual}
+                        for what, ident, expected, actual in match.misplaced[:20]
+                    ],
+                    tables={"phases": match.phase_table, "milestones": match.milestone_table, "tasks": match.task_table},
+                )
+            )
+    if match.edges is not None and match.tasks:
+        saved_edges = match.edges
+        numbers = set(match.tasks)
+        generated = Counter(
+            (task.task_number, dep) for task in document.tasks if task.task_number in numbers for dep in set(task.depends_on)
+        )
+        if saved_edges != generated:
+            missing = sorted((generated - saved_edges).elements())
+            extra = sorted((saved_edges - generated).elements())
+            findings.append(
+                PERSIST004.finding(
+                    f"The saved dependency graph has {len(missing)} missing and {len(extra)} extra edge(s).",
+                    point=document.point,
+                    missing=[list(edge) for edge in missing[:20]],
+                    extra=[list(edge) for edge in extra[:20]],
+                    stored_in=match.edges_from,
+                )
+            )
+    return findings
+
+
+@probe(Stage.PERSIST, scope=Scope.DOCUMENT, emits=(PERSIST007,), kinds=("plan",), applies=_plan_only)
+def plan_complete(ctx: Any, document: DocumentView) -> list[Finding]:
+    """A plan the flow returned with is not left in a status that says it is still under way."""
+    if _flow_failed(ctx):
+        return []
+    state = prepare(ctx)
+    row = state.saved.row(document.ref) if state.saved is not None else {}
+    status = row.get("status")
+    if status is None or not _looks_unfinished(status):
+        return []
+    return [
+        PERSIST007.finding(
+            f"The flow returned, but the plan is in status {shown(status)!r}.",
+            point=document.point,
+            status=shown(status),
+            error_message=shown(row.get("error_message")) if row.get("error_message") else None,
+        )
+    ]
+
+
+# -- probes: the run as a whole ---------------------------------------------------------------
+
+
+@probe(Stage.PERSIST, scope=Scope.UNIT, emits=(PERSIST012,))
+def flushed_rows_committed(ctx: Any, unit: Any) -> list[Finding]:
+    """A unit of work that flushed rows did not end without committing them."""
+    rows = list(unit.uncommitted)
+    if not rows:
+        return []
+    state = prepare(ctx)
+    tables = sorted({write.table for write in rows})
+    return [
+        PERSIST012.finding(
+            f"{len(rows)} row(s) of {', '.join(tables)} were flushed and never committed; the unit of work "
+            f"{'ended' if unit.location else 'was left open'} at {unit.location or 'the end of the flow'}.",
+            point=commit_point(state, rows) if state.points else "persist",
+            tables=tables,
+            unit=unit.unit,
+            ended_at=str(unit.location) if unit.location else None,
+            rows=[f"{w.table}{list(w.key) if w.key else ''}" for w in rows[:20]],
+        )
+    ]
+
+
+def _not_provoked(ctx: Any) -> str | None:
+    provocation = ctx.state.get("provocation")
+    if provocation is None:
+        return "no failure was provoked in this run"
+    if isinstance(provocation, str):
+        return provocation
+    return None
+
+
+@probe(Stage.PERSIST, scope=Scope.WRITES, emits=(PERSIST011,), applies=lambda ctx: _not_provoked(ctx))
+def failed_save_reaches_caller(ctx: Any) -> list[Finding]:
+    """A save made to fail inside the application's own unit of work ends its flow with that failure."""
+    result = ctx.state["provocation"]
+    if result.reached_caller:
+        return []
+    return [
+        PERSIST011.finding(
+            f"A failure provoked in the {result.table} save was swallowed"
+            f"{f' at {result.rolled_back_at}' if result.rolled_back_at else ''}: the flow "
+            f"{'returned normally' if result.flow_error is None else 'ended with another error: ' + result.flow_error}.",
+            point=result.point,
+            provoked_in=result.table,
+            rolled_back_at=result.rolled_back_at,
+            flow_ended_with=result.flow_error,
+            writes_after=result.writes_after,
+            calls_after=result.calls_after,
+        )
+    ]
+
+
+@probe(Stage.PERSIST, scope=Scope.WRITES, emits=(PERSIST001,))
+def writes_reach_target(ctx: Any) -> list[Finding]:
+    """Everything the flow wrote went to the database it was given."""
+    from harness.observe.timeline import RowsWritten, UnitOpened
+
+    if ctx.reader is None:
+        return []
+    target = _database_identity(ctx.reader.url)
+    elsewhere = [u for u in ctx.timeline.of(UnitOpened) if u.database_url and _database_identity(u.database_url) != target]
+    units = {u.unit for u in elsewhere}
+    rows = sum(len(w.writes) for w in ctx.timeline.of(RowsWritten) if w.unit in units)
+    if not rows:
+        return []
+    return [
+        PERSIST001.finding(
+            f"The flow wrote {rows} row(s) to {redact_url(elsewhere[0].database_url)}, not to the database it was given.",
+            point="persist",
+            written_to=sorted({redact_url(u.database_url) for u in elsewhere}),
+            given=redact_url(ctx.reader.url),
+            opened_at=str(elsewhere[0].location) if elsewhere[0].location else None,
+        )
+    ]
+
+
+def _database_identity(url: str) -> tuple[Any, ...]:
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return (url,)
+    return (parsed.host or "localhost", parsed.port or 5432, parsed.database)
+
+
+# -- probes: returned objects and how the flow ended ------------------------------------------
+
+
+def check_detached(obj: object, point: str) -> list[Finding]:
+    """Every column attribute of an ORM object whose session has closed can still be read."""
+    from sqlalchemy import inspect as sa_inspect
+    from sqlalchemy.exc import NoInspectionAvailable
+    from sqlalchemy.orm.exc import DetachedInstanceError
+
+    objects = obj if isinstance(obj, (list, tuple)) else [obj]
+    for item in objects:
+        try:
+            state = sa_inspect(item)
+        except NoInspectionAvailable:
+            continue
+        mapper = getattr(state, "mapper", None)
+        if mapper is None:
+            continue
+        for attribute in mapper.column_attrs:
+            try:
+                getattr(item, attribute.key)
+            except DetachedInstanceError as exc:
+                return [
+                    PERSIST005.finding(
+                        f"Reading {type(item).__name__}.{attribute.key} after its session closed failed.",
+                        point=point,
+                        attribute=attribute.key,
+                        error=str(exc)[:300],
+                    )
+                ]
+    return []
+
+
+@probe(Stage.PERSIST, scope=Scope.LOAD, emits=(PERSIST005,))
+def loaded_object_usable(ctx: Any, call: Any) -> list[Finding]:
+    """What a ``load`` point returned can be used after its session closed."""
+    if not call.returned or call.result is None:
+        return []
+    findings = check_detached(call.result, "load")
+    return [
+        Finding(f.check, f.message, None, {**f.evidence, "returned_by": call.name, "defined_at": str(call.defined_at)})
+        for f in findings
+    ]
+
+
+def _failure_not_ours(ctx: Any, ended: Any) -> str | None:
+    failure = ctx.failure
+    if failure is not None and failure.stage is Stage.PERSIST and failure.follows is not None:
+        return f"the flow's {failure.error.type} followed {failure.follows}"
+    return None
+
+
+@probe(Stage.PERSIST, scope=Scope.ENDED, emits=(PERSIST101,), applies=_failure_not_ours)
+def code_saved(ctx: Any, ended: Any) -> list[Finding]:
+    """The application's code did not raise while saving or loading (database errors are PERSIST006)."""
+    failure = ctx.failure
+    if failure is None or failure.stage is not Stage.PERSIST:
+        return []
+    if failure.kind in ("database", "detached") and failure.error.exception is not None:
+        finding = classify(failure.error.exception, failure.point)
+        return [Finding(finding.check, finding.message, finding.point, {**finding.evidence, "location": str(failure.error.location) if failure.error.location else None})]
+    where = f" at {failure.error.location}" if failure.error.location else ""
+    return [
+        PERSIST101.finding(
+            f"Your code failed while saving{where}: {failure.error.type}: {failure.error.message}",
+            point=failure.point,
+            error=failure.error.to_dict(),
+            location=str(failure.error.location) if failure.error.location else None,
+        )
+    ]
+
+
 def classify(exc: BaseException, point: str) -> Finding:
-    """Explain an exception raised while the flow saved or loaded rows."""
+    """Explain an exception raised while the flow saved or loaded rows (or while they were read back)."""
     from sqlalchemy.orm.exc import DetachedInstanceError
 
     if isinstance(exc, DetachedInstanceError):
         return PERSIST005.finding(f"An object was used after its session closed: {exc}", point=point)
-    if type(exc).__name__ == "CommittedRowsMissing":  # the flow's own error, recognised by name
-        return PERSIST001.finding(
-            f"Rows committed earlier in this generation are gone: {getattr(exc, 'what', 'a row')}.",
-            point=point,
-            missing=getattr(exc, "what", None),
-            key=str(getattr(exc, "masterplan_id", "")),
-            error=str(exc)[:300],
-        )
     failure = describe_db_error(exc)
     if failure is not None:
         return PERSIST006.finding(
-            f"The save failed with a database error ({failure.kind.value}).",
+            f"A database statement failed ({failure.kind.value}).",
             point=point,
             error=failure.message,
             error_type=failure.error_type,
@@ -529,51 +829,60 @@ def classify(exc: BaseException, point: str) -> Finding:
     return PERSIST900.finding(f"{type(exc).__name__}: {exc}", point=point, error_type=type(exc).__name__)
 
 
-def remove_canary_rows(database_url: str, session_id: str, timeouts: Timeouts = TIMEOUTS) -> tuple[list[Finding], int]:
-    """Delete every row of a canary session, bottom-up, then verify none is left; returns findings and rows deleted."""
-    from sqlalchemy import text
+# -- removing what a run wrote ----------------------------------------------------------------
 
-    if not session_id.startswith(CANARY_PREFIX):
-        raise ValueError(f"refusing to delete rows of a non-canary session {session_id!r}")
+
+def remove_rows(
+    database_url: str, metadata: Any, keys: dict[str, list[tuple[Any, ...]]], timeouts: Timeouts = TIMEOUTS
+) -> tuple[list[Finding], int]:
+    """Delete the rows a run wrote (table → primary keys), children first, then verify none is left.
+
+    The order comes from the metadata's foreign keys, so it works for any application and any
+    schema. Returns findings (PERSIST008 when a delete fails or rows remain) and rows deleted.
+    """
+    from sqlalchemy import delete, func, select, tuple_
+
+    tables = _tables(metadata)
+    ordered = [t for t in reversed(metadata.sorted_tables) if keys.get(t.fullname)] if metadata is not None else []
     engine = probe_engine(database_url, timeouts)
     deleted = 0
+
+    def where(table: Any, chunk: list[tuple[Any, ...]]) -> Any:
+        pk = list(table.primary_key.columns)
+        return pk[0].in_([key[0] for key in chunk]) if len(pk) == 1 else tuple_(*pk).in_(chunk)
+
     try:
         with engine.begin() as connection:
-            for statement in _CANARY_DELETES:
-                deleted += connection.execute(text(statement), {"sid": session_id}).rowcount or 0
+            for table in ordered:
+                rows = keys[table.fullname]
+                for start in range(0, len(rows), _CHUNK):
+                    deleted += connection.execute(delete(table).where(where(table, rows[start : start + _CHUNK]))).rowcount or 0
+        remaining: dict[str, int] = {}
         with engine.connect() as connection:
-            remaining = connection.execute(text(_CANARY_REMAINING), {"sid": session_id}).scalar()
-    except Exception as exc:  # a failed cleanup is a finding naming the session, never a crash
+            for table in ordered:
+                rows = keys[table.fullname]
+                count = connection.execute(select(func.count()).select_from(table).where(where(table, rows))).scalar()
+                if count:
+                    remaining[table.fullname] = int(count)
+    except Exception as exc:  # a failed cleanup is a finding naming the rows, never a crash
         failure = describe_db_error(exc)
         return [
             PERSIST008.finding(
-                "Removing the canary rows failed.",
-                session_id=session_id,
+                "Removing the rows the run wrote failed.",
+                tables={name: len(rows) for name, rows in keys.items()},
                 error=failure.message if failure else str(exc)[:300],
                 sqlstate=failure.sqlstate if failure else None,
             )
         ], deleted
     finally:
         engine.dispose()
-    if remaining:
+    unknown = sorted(set(keys) - set(tables))
+    if remaining or unknown:
         return [
             PERSIST008.finding(
-                f"{remaining} canary row(s) remain after cleanup.", session_id=session_id, remaining=remaining
+                f"{sum(remaining.values())} row(s) the run wrote remain after cleanup.",
+                remaining=remaining,
+                not_in_metadata=unknown,
             )
         ], deleted
     return [], deleted
-
-
-def check_commit_counts(commits_per_unit: dict[str, int]) -> list[Finding]:
-    """Every unit of work (session) committed at most once."""
-    repeated = {unit: count for unit, count in commits_per_unit.items() if count > 1}
-    if repeated:
-        worst = max(repeated.values())
-        return [
-            PERSIST009.finding(
-                f"{len(repeated)} unit(s) of work committed more than once (up to {worst} times).",
-                units=len(commits_per_unit),
-                repeated=sorted(repeated.values(), reverse=True)[:10],
-            )
-        ]
-    return []

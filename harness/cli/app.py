@@ -11,11 +11,23 @@ Library errors become :class:`click.ClickException` in the CLI layer (this packa
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 import click
 
-__all__ = ["EXIT_FINDINGS", "EXIT_INTERNAL", "EXIT_OK", "EXIT_USAGE", "UsageProblem", "cli", "main"]
+__all__ = [
+    "EXIT_FINDINGS",
+    "EXIT_INTERNAL",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "UsageProblem",
+    "cli",
+    "config_option",
+    "main",
+    "target_from",
+]
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -24,6 +36,34 @@ class UsageProblem(click.ClickException):
     """Bad input: one line on stderr, exit 2."""
 
     exit_code = EXIT_USAGE
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def config_option(command: F) -> F:
+    """``--config FILE``: the pyproject.toml whose [tool.masterplan-harness] names the application."""
+    return click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="HARNESS_CONFIG",
+        help="pyproject.toml naming the application under diagnosis [env HARNESS_CONFIG]. "
+        "Default: the nearest one holding [tool.masterplan-harness], else the bundled reference flow.",
+    )(command)
+
+
+def target_from(config_file: Path | None, *, load: bool = True) -> Any:
+    """The target for ``--config`` (or the working directory); its problems are bad usage (exit 2)."""
+    from harness.target import TargetError, load_target
+
+    try:
+        target = load_target(config_file)
+        if load:
+            _ = target.flow, target.metadata, target.code
+        return target
+    except TargetError as exc:
+        raise UsageProblem(str(exc)) from None
 
 
 def _fail_internal(exc: BaseException) -> NoReturn:

@@ -5,24 +5,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import click
 
-from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli
+from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, target_from
 from harness.cli.report import reports_dir_option, write_reports
 
-#: The cassette ``--llm replay`` uses when none is given: a healthy 109-task run shipped with the harness.
-BUNDLED_CASSETTE = "diagnose-canary.yaml"
 _MARKS = {"passed": "✔", "warned": "!", "failed": "✘", "blocked": "·", "skipped": "-"}
 #: Request used by ``--llm full`` when none is given: small, so a live check spends few tokens.
 DEFAULT_LIVE_REQUEST = "A to-do list web app: users sign in, create lists, add tasks with due dates, and tick them off."
-
-
-def _bundled_cassette() -> Path:
-    return Path(str(resources.files("harness.data") / BUNDLED_CASSETTE))
 
 
 @cli.command()
@@ -41,7 +34,7 @@ def _bundled_cassette() -> Path:
 @click.option(
     "--cassette",
     type=click.Path(path_type=Path),
-    help="Recorded answers for --llm replay (default: bundled healthy run).",
+    help="Recorded answers for --llm replay (default: the target's `cassette`; the reference flow ships one).",
 )
 @click.option("--request", "request_text", help="Project description for --llm full.")
 @click.option("--user-id", envvar="HARNESS_USER_ID", help="User id the request carries [env HARNESS_USER_ID].")
@@ -69,7 +62,9 @@ def _bundled_cassette() -> Path:
 )
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @reports_dir_option
+@config_option
 def diagnose(
+    config_file: Path | None,
     env_file: Path | None,
     llm_mode: str,
     cassette: Path | None,
@@ -109,20 +104,25 @@ def diagnose(
     from probes import auth
     from probes.core import Level, Stage
 
+    target = target_from(config_file)
+    url_variable = target.config.database_url_env
     environ: dict[str, str] = dict(os.environ)
     if env_file is not None:
         try:
             environ.update(load_env_file(str(env_file)))
         except EnvFileError as exc:
             raise UsageProblem(str(exc)) from None
-    settings = Settings.from_env(environ)
+    try:
+        settings = Settings.from_env(environ, database_url_env=url_variable)
+    except ValueError as exc:
+        raise UsageProblem(str(exc)) from None
     for secret in (settings.anthropic_api_key, settings.openai_api_key, token, token_secret):
         register_secret(secret)
     if settings.database_url:
         try:
             sqlalchemy_url(settings.database_url)
         except ValueError as exc:
-            raise UsageProblem(f"DATABASE_URL {redact_url(settings.database_url)!r} does not parse: {exc}") from None
+            raise UsageProblem(f"{url_variable} {redact_url(settings.database_url)!r} does not parse: {exc}") from None
 
     known = {stage.value for stage in Stage}
     for stage in stages:
@@ -151,46 +151,57 @@ def diagnose(
         canary=True,
         fail_level=Level.parse(fail_level),
         token_error=token_error,
+        token_given=bool(token),
         identity_source=source,
     )
     if mode is LLMMode.REPLAY:
         from harness.cassettes import CassetteError, load_meta, replaying
-        from harness.replay import recorded_models
+        from harness.replay import REPLAY_ANTHROPIC_KEY, REPLAY_OPENAI_KEY, flow_env
 
-        path = cassette or _bundled_cassette()
+        path = cassette or target.config.cassette
+        if path is None:
+            raise UsageProblem(
+                f"--llm replay needs recorded answers of this application: record one with `harness record` and "
+                f"name it with --cassette (or cassette = ... in {target.config.source}); or use --llm ping/full/off"
+            )
         try:
             meta = load_meta(path)
-            models = recorded_models(meta, settings.models)  # replay sends the requests the cassette recorded
+            recorded_env = flow_env(meta)
         except CassetteError as exc:
             raise UsageProblem(str(exc)) from None
         request = FlowRequest(meta.request, user_id, session_id)
         # Replayed answers stand in for the APIs: the SDKs need keys to build, none leaves the machine.
         settings = settings.with_overrides(
-            models=models,
-            anthropic_api_key=settings.anthropic_api_key or "sk-ant-replay-0000000000000000",
-            openai_api_key=settings.openai_api_key or "sk-replay-00000000000000000000",
+            anthropic_api_key=settings.anthropic_api_key or REPLAY_ANTHROPIC_KEY,
+            openai_api_key=settings.openai_api_key or REPLAY_OPENAI_KEY,
             anthropic_base_url=None,
             openai_base_url=None,
         )
-        with replaying(path):
-            run = run_flow(settings, request, options=options)
+        from dataclasses import replace
+
+        options = replace(options, provoke=True, flow_env=tuple(sorted(recorded_env.items())))
+        run = run_flow(settings, request, target=target, options=options, answers=lambda: replaying(path))
     else:
         if cassette is not None:
             raise UsageProblem("--cassette only goes with --llm replay")
-        run = run_flow(settings, request, options=options)
+        run = run_flow(settings, request, target=target, options=options)
 
     from harness.logs import get_logger, log_report
 
     log_report(get_logger("harness.diagnose"), run.report, command="diagnose", llm=llm_mode)
-    target = redact_url(settings.database_url) if settings.database_url else "(DATABASE_URL not set)"
-    context = RunContext(started_at=started, database_url=settings.database_url, target=f"{target} (llm: {llm_mode})")
+    shown = redact_url(settings.database_url) if settings.database_url else f"({url_variable} not set)"
+    context = RunContext(
+        started_at=started,
+        database_url=settings.database_url,
+        target=f"{target.config.name or target.config.flow} on {shown} (llm: {llm_mode})",
+    )
     folder = write_reports(
         "diagnose", [ReportedRun("diagnose", run, time.perf_counter() - clock)], context, reports_dir
     )
     if output_format == "json":
-        click.echo(json.dumps({**_json_report(run, target, llm_mode), "reports": str(folder)}, indent=2, default=str))
+        click.echo(json.dumps({**_json_report(run, shown, llm_mode), "reports": str(folder)}, indent=2, default=str))
     else:
-        _print_doctor(run, target, llm_mode)
+        _print_doctor(run, f"{target.config.name or target.config.flow} on {shown}", llm_mode)
         click.echo(f"Reports: {folder}")
     sys.exit(EXIT_FINDINGS if run.report.failures else EXIT_OK)
 

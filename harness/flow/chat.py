@@ -18,7 +18,6 @@ from harness.config import RETRIES, Models, Retries
 from harness.flow.discovery import DiscoveryAgent
 from harness.flow.errors import MissingIdentity
 from harness.flow.events import EventSink, EventType, ProgressEvent
-from harness.flow.hooks import FlowHooks, NoHooks
 from harness.flow.llm import LLMClients
 from harness.flow.masterplan import MasterPlanGenerator
 from harness.redaction import redact_text
@@ -61,16 +60,14 @@ class ChatCommands:
         *,
         models: Models,
         events: EventSink | None = None,
-        hooks: FlowHooks | None = None,
         retries: Retries = RETRIES,
     ) -> None:
-        self._hooks = hooks or NoHooks()
         self._events = events
         self.discovery_agent = DiscoveryAgent(
-            clients, session_factory, models=models, hooks=self._hooks, retries=retries
+            clients, session_factory, models=models, retries=retries
         )
         self.masterplan_generator = MasterPlanGenerator(
-            clients, session_factory, models=models, hooks=self._hooks, retries=retries
+            clients, session_factory, models=models, retries=retries
         )
 
     async def execute_masterplan(
@@ -78,17 +75,14 @@ class ChatCommands:
     ) -> AsyncIterator[ProgressEvent]:
         """Run ``/masterplan <request>``: yields progress events; raises on failure after a FAILED event."""
         result = result if result is not None else MasterplanResult()
-        with self._hooks.step("auth", self.POINT):
-            user_id = conversation.user_id
-            session_id = conversation.session_id
-            if not user_id:
-                raise MissingIdentity("user id")
-            if not session_id:
-                raise MissingIdentity("session id")
-            if not request.strip():
-                raise ValueError("the /masterplan command needs a project description")
-        if self._events is None:
-            self._hooks.progress_unobserved(self.POINT)
+        user_id = conversation.user_id
+        session_id = conversation.session_id
+        if not user_id:
+            raise MissingIdentity("user id")
+        if not session_id:
+            raise MissingIdentity("session id")
+        if not request.strip():
+            raise ValueError("the /masterplan command needs a project description")
 
         try:
             yield await self._emit(EventType.DISCOVERY_STARTED, session_id, request=request)

@@ -15,11 +15,10 @@ from harness.config import RETRIES, Models, Retries
 from harness.contract import Discovery, parse_discovery
 from harness.flow.database import session_scope
 from harness.flow.errors import LLMTruncated
-from harness.flow.hooks import FlowHooks, LLMAnswer, NoHooks
-from harness.flow.llm import LLMClients, create_message
+from harness.flow.llm import LLMAnswer, LLMClients, create_message
 from harness.flow.models import DiscoveryDocument
 from harness.flow.prompts import DISCOVERY_SYSTEM, discovery_prompt
-from harness.flow.retry import retry_async
+from harness.flow.retry import log_attempt, retry_async
 
 __all__ = ["DiscoveryAgent", "ensure_complete"]
 
@@ -41,44 +40,34 @@ class DiscoveryAgent:
         session_factory: sessionmaker[Session],
         *,
         models: Models,
-        hooks: FlowHooks | None = None,
         retries: Retries = RETRIES,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self._clients = clients
         self._sessions = session_factory
         self._models = models
-        self._hooks = hooks or NoHooks()
         self._retries = retries
         self._sleep = sleep
 
     async def conduct_discovery(self, user_request: str, session_id: str, user_id: str) -> uuid.UUID:
         """Generate, parse and save a discovery; returns its id."""
-        hooks = self._hooks
-        with hooks.step("llm", self.POINT):
-            answer = await retry_async(
-                lambda: create_message(
-                    self._clients,
-                    model=self._models.generation,
-                    system=DISCOVERY_SYSTEM,
-                    prompt=discovery_prompt(user_request),
-                    max_tokens=self._models.discovery_max_tokens,
-                ),
-                point=self.POINT,
-                stage="llm",
-                policy=self._retries,
-                observe=lambda attempt: hooks.attempted(self.POINT, attempt),
-                sleep=self._sleep,
-            )
-        hooks.llm_answered(self.POINT, answer)
-        with hooks.step("llm", self.POINT):
-            ensure_complete(self.POINT, answer)
-        with hooks.step("parse", self.POINT):
-            discovery = parse_discovery(answer.text)
-        with hooks.step("persist", self.POINT):
-            discovery_id = self._save(user_request, session_id, user_id, discovery, answer)
-        hooks.saved(self.POINT, DiscoveryDocument.__tablename__, discovery_id)
-        return discovery_id
+        answer = await retry_async(
+            lambda: create_message(
+                self._clients,
+                model=self._models.generation,
+                system=DISCOVERY_SYSTEM,
+                prompt=discovery_prompt(user_request),
+                max_tokens=self._models.discovery_max_tokens,
+            ),
+            point=self.POINT,
+            stage="llm",
+            policy=self._retries,
+            observe=log_attempt,
+            sleep=self._sleep,
+        )
+        ensure_complete(self.POINT, answer)
+        discovery = parse_discovery(answer.text)
+        return self._save(user_request, session_id, user_id, discovery, answer)
 
     def _save(
         self, user_request: str, session_id: str, user_id: str, discovery: Discovery, answer: LLMAnswer
@@ -112,6 +101,4 @@ class DiscoveryAgent:
             found = session.scalars(
                 select(DiscoveryDocument).where(DiscoveryDocument.discovery_id == discovery_id)
             ).first()
-        if found is not None:
-            self._hooks.loaded(self.POINT, found)
         return found

@@ -14,30 +14,29 @@ from typing import Any
 
 from harness.config import Settings
 from harness.flow.errors import MissingCredentials, NonJSONResponse
-from harness.flow.hooks import LLMAnswer
+from harness.pricing import cost_usd
 
-__all__ = ["PRICES_PER_MTOK", "LLMClients", "build_clients", "cost_usd", "create_message", "embed", "stream_message"]
-
-#: USD per million tokens (input, output), matched by model-name prefix; public list prices.
-PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
-    "claude-opus-4": (15.0, 75.0),
-    "claude-sonnet-4": (3.0, 15.0),
-    "claude-haiku-4": (1.0, 5.0),
-    "claude-3-5-haiku": (0.8, 4.0),
-    "text-embedding-3-small": (0.02, 0.0),
-    "text-embedding-3-large": (0.13, 0.0),
-}
+__all__ = ["LLMAnswer", "LLMClients", "build_clients", "create_message", "embed", "stream_message"]
 
 #: Characters of streamed text between two progress events.
 PROGRESS_EVERY_CHARS = 4000
 
 
-def cost_usd(model: str, input_tokens: int | None, output_tokens: int | None) -> float | None:
-    """Price of one call, or ``None`` for a model without a known price."""
-    for prefix, (per_in, per_out) in PRICES_PER_MTOK.items():
-        if model.startswith(prefix):
-            return round(((input_tokens or 0) * per_in + (output_tokens or 0) * per_out) / 1_000_000, 6)
-    return None
+@dataclass(frozen=True)
+class LLMAnswer:
+    """What one LLM call produced, as the flow saw it."""
+
+    provider: str
+    model: str
+    text: str
+    stop_reason: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    latency_s: float
+    streamed: bool
+    max_tokens: int | None
+    cost_usd: float | None
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)

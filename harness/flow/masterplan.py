@@ -14,8 +14,7 @@ looking complete. Two modes (:attr:`harness.config.Models.generation_mode`):
   switch to ``draft`` (what the seed did; kept to show the difference).
 
 Transient LLM and database failures are retried (:mod:`harness.flow.retry`), each attempt
-reported to the hooks. Probe points: ``masterplan.skeleton``, ``masterplan.batch-N`` and
-``masterplan`` (the whole plan; in single mode the only one).
+logged.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from harness.config import RETRIES, Models, Retries
@@ -50,8 +49,7 @@ from harness.flow.database import session_scope
 from harness.flow.discovery import ensure_complete
 from harness.flow.errors import CommittedRowsMissing, DiscoveryNotFound
 from harness.flow.examples import EXAMPLE_PLANS, closest
-from harness.flow.hooks import FlowHooks, LLMAnswer, NoHooks
-from harness.flow.llm import LLMClients, embed, stream_message
+from harness.flow.llm import LLMAnswer, LLMClients, embed, stream_message
 from harness.flow.models import (
     DiscoveryDocument,
     MasterPlanMilestone,
@@ -70,18 +68,13 @@ from harness.flow.prompts import (
     masterplan_prompt,
     skeleton_prompt,
 )
-from harness.flow.retry import Attempt, is_transient_db_error, retry_async
+from harness.flow.retry import is_transient_db_error, log_attempt, retry_async
 from harness.redaction import redact_text
 
 __all__ = ["MasterPlanGenerator", "PlanNotResumable", "PlanRejected", "batch_point"]
 
 #: How many example outlines go into the prompt.
 EXAMPLES_IN_PROMPT = 2
-#: Every dependency edge of a plan in one statement, whatever its size.
-_INSERT_EDGES = text(
-    f"INSERT INTO {task_dependencies.name} (task_id, depends_on_task_id)"
-    " SELECT * FROM unnest(CAST(:task_ids AS uuid[]), CAST(:depends_on AS uuid[]))"
-)
 #: Error text kept on a failed plan row.
 _ERROR_CHARS = 2000
 #: ``failed_batch`` of a plan whose skeleton failed.
@@ -131,14 +124,12 @@ class MasterPlanGenerator:
         session_factory: sessionmaker[Session],
         *,
         models: Models,
-        hooks: FlowHooks | None = None,
         retries: Retries = RETRIES,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self._clients = clients
         self._sessions = session_factory
         self._models = models
-        self._hooks = hooks or NoHooks()
         self._retries = retries
         self._sleep = sleep
 
@@ -156,14 +147,10 @@ class MasterPlanGenerator:
         ``on_started`` gets the plan's id as soon as its row exists, so a caller knows which plan
         to resume even when generation fails.
         """
-        hooks = self._hooks
         mode = self._models.generation_mode
-        with hooks.step("persist", self.POINT):
-            discovery_row = self._load_discovery(discovery_id)
-            discovery = _discovery_of(discovery_row)
-            masterplan_id = await self._db(
-                self.POINT, lambda: self._start_plan(discovery_row, session_id, user_id, mode)
-            )
+        discovery_row = self._load_discovery(discovery_id)
+        discovery = _discovery_of(discovery_row)
+        masterplan_id = await self._db(self.POINT, lambda: self._start_plan(discovery_row, session_id, user_id, mode))
         if on_started is not None:
             on_started(masterplan_id)
         progress = _Progress()
@@ -176,39 +163,33 @@ class MasterPlanGenerator:
         except BaseException as exc:
             self._mark_failed(masterplan_id, exc, progress.batch)
             raise
-        hooks.saved(self.POINT, MasterPlanRow.__tablename__, masterplan_id)
         return masterplan_id
 
     async def resume_masterplan(
         self, masterplan_id: uuid.UUID, *, on_progress: ProgressCallback | None = None
     ) -> uuid.UUID:
         """Continue a failed batched plan after its last committed batch; returns its id once it is complete."""
-        hooks = self._hooks
-        with hooks.step("persist", self.POINT):
-            row, tasks = self._load_for_resume(masterplan_id)
-            discovery_row = self._load_discovery(row.discovery_id)
-            discovery = _discovery_of(discovery_row)
-            progress = _Progress(
-                skeleton=PlanSkeleton.model_validate(row.skeleton) if row.skeleton is not None else None,
-                tasks=tasks,
-                committed=row.batches_committed,
-            )
-            await self._db(self.POINT, lambda: self._reopen(masterplan_id))
+        row, tasks = self._load_for_resume(masterplan_id)
+        discovery_row = self._load_discovery(row.discovery_id)
+        discovery = _discovery_of(discovery_row)
+        progress = _Progress(
+            skeleton=PlanSkeleton.model_validate(row.skeleton) if row.skeleton is not None else None,
+            tasks=tasks,
+            committed=row.batches_committed,
+        )
+        await self._db(self.POINT, lambda: self._reopen(masterplan_id))
         try:
             examples = await self._retrieve_examples(discovery) if progress.skeleton is None else []
             await self._generate_batched(masterplan_id, discovery_row, discovery, examples, progress, on_progress)
         except BaseException as exc:
             self._mark_failed(masterplan_id, exc, progress.batch)
             raise
-        hooks.saved(self.POINT, MasterPlanRow.__tablename__, masterplan_id)
         return masterplan_id
 
     def get_masterplan(self, masterplan_id: uuid.UUID) -> MasterPlanRow | None:
         """The saved plan, usable after its session has closed."""
         with session_scope(self._sessions) as session:
             found = session.scalars(select(MasterPlanRow).where(MasterPlanRow.masterplan_id == masterplan_id)).first()
-        if found is not None:
-            self._hooks.loaded(self.POINT, found)
         return found
 
     # -- the two modes ---------------------------------------------------------------------
@@ -225,11 +206,9 @@ class MasterPlanGenerator:
         answer = await self._ask(
             self.POINT, MASTERPLAN_SYSTEM, prompt, self._models.masterplan_max_tokens, on_progress, _Progress()
         )
-        with self._hooks.step("parse", self.POINT):
-            plan = parse_masterplan(answer.text)
-            _reject_blocking(plan_problems(plan))
-        with self._hooks.step("persist", self.POINT):
-            await self._db(self.POINT, lambda: self._save_plan(masterplan_id, plan, answer))
+        plan = parse_masterplan(answer.text)
+        _reject_blocking(plan_problems(plan))
+        await self._db(self.POINT, lambda: self._save_plan(masterplan_id, plan, answer))
 
     async def _generate_batched(
         self,
@@ -240,7 +219,6 @@ class MasterPlanGenerator:
         progress: _Progress,
         on_progress: ProgressCallback | None,
     ) -> None:
-        hooks = self._hooks
         models = self._models
         request = discovery_row.user_request
         if progress.skeleton is None:
@@ -254,13 +232,10 @@ class MasterPlanGenerator:
                 on_progress,
                 progress,
             )
-            with hooks.step("parse", point):
-                skeleton = parse_skeleton(answer.text)
-                _reject_blocking(skeleton_problems(skeleton))
+            skeleton = parse_skeleton(answer.text)
+            _reject_blocking(skeleton_problems(skeleton))
             batches = plan_batches(skeleton, models.batch_max_tasks)
-            with hooks.step("persist", point):
-                await self._db(point, lambda: self._save_skeleton(masterplan_id, skeleton, len(batches), answer))
-            hooks.saved(point, MasterPlanRow.__tablename__, masterplan_id)
+            await self._db(point, lambda: self._save_skeleton(masterplan_id, skeleton, len(batches), answer))
             progress.skeleton = skeleton
         skeleton = progress.skeleton
         batches = plan_batches(skeleton, models.batch_max_tasks)
@@ -278,20 +253,15 @@ class MasterPlanGenerator:
                 len(batches),
             )
             answer = await self._ask(point, BATCH_SYSTEM, prompt, models.batch_max_tokens, on_progress, progress)
-            with hooks.step("parse", point):
-                tasks = parse_task_batch(answer.text).tasks
-                _reject_blocking(batch_problems(progress.tasks, tasks, first=batch.first, last=batch.last))
-            with hooks.step("persist", point):
-                await self._db(point, lambda: self._save_batch(masterplan_id, skeleton, batch, tasks, answer))
-            hooks.saved(point, MasterPlanTask.__tablename__, masterplan_id)
+            tasks = parse_task_batch(answer.text).tasks
+            _reject_blocking(batch_problems(progress.tasks, tasks, first=batch.first, last=batch.last))
+            await self._db(point, lambda: self._save_batch(masterplan_id, skeleton, batch, tasks, answer))
             progress.tasks.extend(tasks)
             progress.committed = batch.number
         progress.batch = None
-        with hooks.step("parse", self.POINT):
-            plan = assemble_plan(skeleton, progress.tasks)
-            _reject_blocking(plan_problems(plan))
-        with hooks.step("persist", self.POINT):
-            await self._db(self.POINT, lambda: self._finish(masterplan_id))
+        plan = assemble_plan(skeleton, progress.tasks)
+        _reject_blocking(plan_problems(plan))
+        await self._db(self.POINT, lambda: self._finish(masterplan_id))
 
     # -- calls -----------------------------------------------------------------------------
 
@@ -305,33 +275,29 @@ class MasterPlanGenerator:
         progress: _Progress,
     ) -> LLMAnswer:
         """One streamed LLM call at ``point``, retried when it fails transiently; truncation is an error."""
-        hooks = self._hooks
         offset = progress.chars
 
         async def relay(chars: int) -> None:  # progress counts characters across all calls of the plan
             if on_progress is not None:
                 await on_progress(offset + chars)
 
-        with hooks.step("llm", point):
-            answer = await retry_async(
-                lambda: stream_message(
-                    self._clients,
-                    model=self._models.generation,
-                    system=system,
-                    prompt=prompt,
-                    max_tokens=max_tokens,
-                    on_progress=relay,
-                ),
-                point=point,
-                stage="llm",
-                policy=self._retries,
-                observe=self._observer(point),
-                sleep=self._sleep,
-            )
+        answer = await retry_async(
+            lambda: stream_message(
+                self._clients,
+                model=self._models.generation,
+                system=system,
+                prompt=prompt,
+                max_tokens=max_tokens,
+                on_progress=relay,
+            ),
+            point=point,
+            stage="llm",
+            policy=self._retries,
+            observe=log_attempt,
+            sleep=self._sleep,
+        )
         progress.chars += len(answer.text)
-        hooks.llm_answered(point, answer)
-        with hooks.step("llm", point):
-            ensure_complete(point, answer)
+        ensure_complete(point, answer)
         return answer
 
     async def _db(self, point: str, unit: Callable[[], Any]) -> Any:
@@ -346,12 +312,9 @@ class MasterPlanGenerator:
             stage="persist",
             policy=self._retries,
             transient=is_transient_db_error,
-            observe=self._observer(point),
+            observe=log_attempt,
             sleep=self._sleep,
         )
-
-    def _observer(self, point: str) -> Callable[[Attempt], None]:
-        return lambda attempt: self._hooks.attempted(point, attempt)
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -387,8 +350,7 @@ class MasterPlanGenerator:
         """Outlines of the most similar example plans; none when the embeddings call fails."""
         texts = [discovery_summary(discovery)] + [example.description for example in EXAMPLE_PLANS]
         try:
-            with self._hooks.step("llm", self.EXAMPLES_POINT):
-                vectors = await embed(self._clients, model=self._models.embedding, texts=texts)
+            vectors = await embed(self._clients, model=self._models.embedding, texts=texts)
         except Exception:
             # Examples improve the plan but are not needed for it: go on without them.
             return []
@@ -517,7 +479,7 @@ class MasterPlanGenerator:
             if rows:
                 session.execute(insert(MasterPlanTask), rows)
             if edges:
-                session.execute(_INSERT_EDGES, {"task_ids": [a for a, _ in edges], "depends_on": [b for _, b in edges]})
+                session.execute(insert(task_dependencies), _edge_rows(edges))
             row.batches_committed = batch.number
             row.generation_cost_usd = _add(row.generation_cost_usd, answer.cost_usd)
 
@@ -577,8 +539,7 @@ class MasterPlanGenerator:
                 if rows:
                     session.execute(insert(model), rows)
             if edges:
-                # Two arrays, one statement, one round trip, one cached compilation for any plan size.
-                session.execute(_INSERT_EDGES, {"task_ids": [a for a, _ in edges], "depends_on": [b for _, b in edges]})
+                session.execute(insert(task_dependencies), _edge_rows(edges))
             row.project_name = plan.project_name
             row.description = plan.description
             row.tech_stack = dict(plan.tech_stack)
@@ -680,6 +641,11 @@ def _task_row(
         "status": "pending",
         "batch_number": batch_number,
     }
+
+
+def _edge_rows(edges: list[tuple[uuid.UUID, uuid.UUID]]) -> list[dict[str, uuid.UUID]]:
+    """``masterplan_task_dependencies`` rows for (task, depends on) pairs: one multi-row INSERT."""
+    return [{"task_id": task, "depends_on_task_id": depends_on} for task, depends_on in edges]
 
 
 def _decimal(value: float | None) -> Decimal | None:

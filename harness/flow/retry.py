@@ -6,8 +6,9 @@ that could not be made or was dropped, and a serialization failure (SQLSTATE 400
 deadlock (40P01). Everything else fails at once. The policy (attempts, backoff, jitter,
 the longest ``retry-after`` worth waiting for) is :class:`harness.config.Retries`.
 
-Each attempt becomes an :class:`Attempt` handed to an observer (the flow's hooks), so a
-report can show how many attempts a call took, how long it waited and what they cost.
+Each attempt becomes an :class:`Attempt` handed to an observer (the flow logs it with
+:func:`log_attempt`), so a log can show how many attempts a call took, how long it waited
+and what they cost.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "backoff_delay",
     "is_transient_db_error",
     "is_transient_llm_error",
+    "log_attempt",
     "retry_after_seconds",
     "retry_async",
 ]
@@ -82,6 +84,18 @@ class Attempt:
             "output_tokens": self.output_tokens,
             "cost_usd": self.cost_usd,
         }
+
+
+def log_attempt(attempt: Attempt) -> None:
+    """Log one attempt: ``call_attempt`` (info when it failed and another follows, debug when it answered)."""
+    from harness.logs import get_logger
+
+    log = get_logger("harness.flow")
+    fields = {key: value for key, value in attempt.to_dict().items() if value is not None}
+    if attempt.outcome == "ok":
+        log.debug("call_attempt", **fields)
+    else:
+        log.info("call_attempt", **fields)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

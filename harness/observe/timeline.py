@@ -139,11 +139,13 @@ class LLMExchange(Event):
     blocking_loop: bool = False
 
     status: int | None = None
-    #: Response headers worth keeping: ``retry-after``, ``request-id``, ``x-request-id``, ``content-type``.
+    #: Response headers worth keeping: ``retry-after`` (and OpenAI's ``retry-after-ms``), ``request-id``,
+    #: ``x-request-id``, ``content-type``.
     headers: dict[str, str] = field(default_factory=dict)
     #: The answer's text (text blocks / message content joined); partial for a cut stream.
     text: str | None = None
-    #: As the API said it: ``end_turn``, ``max_tokens``, ``stop_sequence``, ``tool_use``; ``stop``, ``length``.
+    #: As the API said it: ``end_turn``, ``max_tokens``, ``stop_sequence``, ``tool_use``; ``stop``, ``length``;
+    #: Responses: ``completed``, or the reason it is ``incomplete`` (``max_output_tokens``).
     stop_reason: str | None = None
     #: Every usage field the API sent (cache fields included), merged across stream events.
     usage: dict[str, Any] = field(default_factory=dict)
@@ -166,6 +168,8 @@ class LLMExchange(Event):
     latency_s: float | None = None
     #: Embeddings: how many vectors came back.
     vectors: int | None = None
+    #: The watcher itself failed while recording this exchange (the application's call was unaffected).
+    watch_error: str | None = None
 
     @property
     def answered(self) -> bool:
@@ -174,8 +178,8 @@ class LLMExchange(Event):
 
     @property
     def truncated(self) -> bool:
-        """The answer stopped at the token limit (``max_tokens`` / ``length``)."""
-        return self.stop_reason in ("max_tokens", "length")
+        """The answer stopped at the token limit (``max_tokens`` / ``length`` / Responses' ``max_output_tokens``)."""
+        return self.stop_reason in ("max_tokens", "length", "max_output_tokens")
 
     @property
     def output_tokens(self) -> int | None:

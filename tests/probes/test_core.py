@@ -148,16 +148,3 @@ def test_an_undeclared_failure_leaves_every_declared_check_undecided() -> None:
         recorder.run_checks(Stage.PARSE, "p", [((A, B), crash)], gates=0)
     outcomes = {o.check.id: o.outcome for o in recorder.report.outcomes}
     assert outcomes == {"TST001": Outcome.BLOCKED, "TST002": Outcome.BLOCKED, "TST003": Outcome.FAILED}
-
-
-def test_a_check_that_does_not_apply_is_skipped_with_its_reason_never_passed() -> None:
-    """NotApplicable from a check function records its checks as skipped, with the reason; the next function runs."""
-    from probes.core import NotApplicable
-
-    def not_here() -> list:
-        raise NotApplicable("nothing to judge here")
-
-    recorder = _recorder()
-    recorder.run_checks(Stage.PARSE, "p", [((A,), not_here), ((B,), lambda: [])])
-    outcomes = [(o.check.id, o.outcome, o.reason) for o in recorder.report.outcomes]
-    assert outcomes == [("TST001", Outcome.SKIPPED, "nothing to judge here"), ("TST002", Outcome.PASSED, None)]

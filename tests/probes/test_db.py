@@ -144,8 +144,6 @@ def test_revision_the_scripts_do_not_know_is_db007(postgres_cluster, flow_databa
     postgres_cluster.run_sql("UPDATE alembic_version SET version_num = 'abc123'", make_url(flow_database_url).database)
     (finding,) = _check(flow_database_url, db.check_migration_version, metadata, migrations_ini())
     assert finding.id == "DB007" and finding.evidence["unknown_revisions"] == ["abc123"]
-    (legacy,) = _check(flow_database_url, db.check_migrations, "0002")
-    assert legacy.id == "DB007" and legacy.evidence["database_revisions"] == ["abc123"]
 
 
 def test_revoked_insert_is_db008_per_table(postgres_cluster, flow_database_url) -> None:

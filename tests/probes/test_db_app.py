@@ -16,10 +16,14 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
+from harness.config import Settings
 from harness.migrations import apply_migrations
 from harness.postgres import DatabaseFactory
+from harness.target import Target, TargetConfig
 from probes import db
-from probes.core import Level, NotApplicable, Outcome, Recorder, Stage
+from probes.context import PreflightContext
+from probes.core import Level, NotApplicable, ProbeSkipped, Recorder, Stage
+from probes.registry import Scope, probes_for
 
 SCHEMA_APP = Path(__file__).parent / "schema_app"
 URL_ENV = "PLANNER_DATABASE_URL"
@@ -342,23 +346,59 @@ def test_failing_migration_is_db012_with_its_revision_and_error(tmp_path, planne
     assert finding.evidence["error_type"] == "UndefinedTable"
 
 
-def test_db012_without_a_disposable_database_is_skipped_not_passed(planner_metadata) -> None:
-    """With no disposable PostgreSQL, DB012 is recorded as skipped with that reason — never as passed."""
-    with pytest.raises(NotApplicable, match="no disposable PostgreSQL"):
-        db.check_migrations_build_models(planner_metadata, SCHEMA_APP / "alembic.ini", None, None)
-    recorder = Recorder({Stage.DB: db.classify})
-    recorder.run_checks(
-        Stage.DB,
-        "db",
-        [
-            (
-                (db.DB012,),
-                lambda: db.check_migrations_build_models(planner_metadata, SCHEMA_APP / "alembic.ini", None, None),
-            )
-        ],
+def _preflight_db(url: str | None, ini: Path, disposable: tuple | None) -> dict[str, tuple[str, str | None]]:
+    """The db stage's registered probes run as the runner runs them, on the planner as a real target."""
+    target = Target(
+        TargetConfig(
+            source=SCHEMA_APP / "alembic.ini",
+            flow="planner_app.models:Plan",
+            metadata="planner_app.models:metadata",
+            migrations=ini,
+            database_url_env=URL_ENV,
+            app_path=(SCHEMA_APP,),
+        )
     )
-    (outcome,) = recorder.report.outcomes
-    assert outcome.outcome is Outcome.SKIPPED and "no disposable PostgreSQL" in outcome.reason
+    recorder = Recorder({Stage.DB: db.classify})
+    ctx = PreflightContext(
+        settings=Settings(database_url=url),
+        target=target,
+        identity=None,
+        observe=recorder.observe,
+        disposable=disposable,
+    )
+    try:
+        for entry in probes_for(Stage.DB, Scope.PREFLIGHT):
+            recorder.run_probe(entry, "db", ctx)
+    finally:
+        db.close_probe_connection(ctx.db)
+    return {o.check.id: (o.outcome.value, o.reason) for o in recorder.finish().outcomes}
+
+
+def test_registered_db_probes_pass_on_the_healthy_app(planner_database, planner_metadata, disposable) -> None:
+    """Walked from the registry as the runner walks it, every db check passes on the healthy planner."""
+    outcomes = _preflight_db(planner_database, SCHEMA_APP / "alembic.ini", disposable)
+    assert {check: outcome for check, (outcome, _) in outcomes.items()} == {
+        check.id: "passed" for check in db.CHECKS if check is not db.DB900
+    }
+
+
+def test_db012_without_a_disposable_database_is_skipped_never_passed(planner_database, planner_metadata) -> None:
+    """With no disposable PostgreSQL, DB012 is recorded as skipped, with that reason."""
+    with pytest.raises(ProbeSkipped, match="no disposable PostgreSQL"):
+        db.check_migrations_build_models(planner_metadata, SCHEMA_APP / "alembic.ini", None, None)
+    outcome, reason = _preflight_db(planner_database, SCHEMA_APP / "alembic.ini", None)["DB012"]
+    assert outcome == "skipped" and "no disposable PostgreSQL" in reason
+
+
+def test_migrations_that_cannot_load_are_db011_and_leave_db007_skipped(
+    tmp_path, planner_database, planner_metadata
+) -> None:
+    """A revision file that does not import fails DB011; DB007, which cannot judge without it, is skipped saying so."""
+    ini = _app_copy(tmp_path)
+    (ini.parent / "migrations" / "versions" / f"{SECOND}.py").write_text("def upgrade(:\n")
+    outcomes = _preflight_db(planner_database, ini, None)
+    assert outcomes["DB011"][0] == "failed"
+    assert outcomes["DB007"][0] == "skipped" and "cannot be loaded" in outcomes["DB007"][1]
 
 
 def test_no_migrations_configured_skips_the_migration_checks(planner_database, planner_metadata, disposable) -> None:
