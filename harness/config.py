@@ -50,6 +50,8 @@ class Timeouts:
     docker_ping: float = 2.0
     #: The local recording server answering one request.
     wire_server: float = 10.0
+    #: An application's migrations applied from empty to a disposable database (DB012).
+    migrations: float = 300.0
 
 
 TIMEOUTS = Timeouts()

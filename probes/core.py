@@ -25,7 +25,9 @@ __all__ = [
     "Classifier",
     "Finding",
     "Level",
+    "NotApplicable",
     "Outcome",
+    "ProbeSkipped",
     "ProbeTimeout",
     "Recorder",
     "Report",
@@ -169,6 +171,30 @@ class CheckOutcome:
     seq: int = -1
 
 
+class NotApplicable(Exception):
+    """Raised by a probe that finds, while running, that there is nothing here to judge; carries why.
+
+    For what is known before a probe runs, its ``applies`` says so; this is for what only the
+    probe finds out (migrations without a single revision). The recorder records the probe's
+    checks as not applicable — never as passed.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ProbeSkipped(Exception):
+    """Raised by a probe that lacks the means to judge (no disposable database, a trial run it refused).
+
+    The recorder records the probe's checks as skipped, with the reason — never as passed.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 #: A check function: takes what the flow produced, returns findings (empty: passed).
 CheckFn = Callable[..., Sequence[Finding]]
 #: Turns an exception raised inside a stage into the finding that explains it.
@@ -290,7 +316,15 @@ class Recorder:
                 self.not_applicable(probe.emits, point, reason, seq=seq)
                 return []
             args = (ctx, *item)
-            findings = list(probe.function(*args) if timeout is None else _call_with_timeout(probe.function, args, timeout))
+            findings = list(
+                probe.function(*args) if timeout is None else _call_with_timeout(probe.function, args, timeout)
+            )
+        except NotApplicable as exc:
+            self.not_applicable(probe.emits, point, exc.reason, seq=seq)
+            return []
+        except ProbeSkipped as exc:
+            self.skip(probe.emits, point, exc.reason, seq=seq)
+            return []
         except Exception as exc:  # a probe that crashes is a finding of its stage, not a crash of the run
             findings = [self._classify(probe.stage, exc, point)]
         self.record(
@@ -304,7 +338,11 @@ class Recorder:
             outcome = self.outcome_of(required.id, point)
             if outcome is None:
                 continue
-            where = "" if outcome.point in (point, outcome.check.stage.value) else f" at {outcome.check.stage.value}/{outcome.point}"
+            where = (
+                ""
+                if outcome.point in (point, outcome.check.stage.value)
+                else f" at {outcome.check.stage.value}/{outcome.point}"
+            )
             if outcome.outcome is Outcome.FAILED:
                 return Outcome.BLOCKED, f"by {required.id}{where}"
             if outcome.outcome is Outcome.BLOCKED:
@@ -350,9 +388,7 @@ class Recorder:
         declared_ids = [c.id for c in declared]
         extra = [f.check for f in findings if f.check.id not in declared_ids]
         blocking = [
-            f
-            for f in findings
-            if f.level >= self.report.fail_level and (f.id not in declared_ids or not independent)
+            f for f in findings if f.level >= self.report.fail_level and (f.id not in declared_ids or not independent)
         ]
         undecided_from = len(declared)
         if blocking:

@@ -1,20 +1,38 @@
-"""Stage db: the database is reachable, lets us in, exists, and is shaped and permitted for the flow.
+"""Stage db: the database is reachable, lets us in, exists, and is shaped and permitted for the app.
 
 Every probe query runs on a connection with a connect timeout and a ``statement_timeout``
 (:func:`probe_engine`), so a hung server yields a verdict, never a hang. What the schema
-should be comes from the caller (the flow's SQLAlchemy metadata and its Alembic head):
-this module knows the checks, not the flow.
+should be comes from the caller — the application's SQLAlchemy ``MetaData`` and its
+``alembic.ini`` — and only the tables that metadata maps are judged, wherever they live: a
+table with an explicit schema there, any other where the connection's ``search_path``
+resolves it (as the app's own queries would).
+
+==========  ==================================================================================
+check       judges
+==========  ==================================================================================
+DB004       every mapped table resolves (``to_regclass`` on the connection's search_path)
+DB006       their columns: present, a type that holds what the models write
+            (:mod:`probes.dbtypes`), not stricter about NULL, no unknown NOT NULL column
+DB007       the database's Alembic revision(s) against the scripts' head(s)
+DB008       SELECT/INSERT/UPDATE/DELETE on each table, USAGE on its schema and sequences
+DB011       the scripts load and have one head
+DB012       the migrations, applied from empty to a disposable database, build those tables
+==========  ==================================================================================
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from harness.config import TIMEOUTS, Timeouts
 from harness.redaction import redact_url
-from probes.core import Check, Finding, Level, Stage
+from probes.core import Check, Finding, Level, NotApplicable, ProbeSkipped, Stage
 from probes.dberrors import DBErrorKind, describe_db_error
+from probes.dbtypes import describe_type, type_problem
 
 __all__ = [
     "CHECKS",
@@ -29,16 +47,27 @@ __all__ = [
     "DB008",
     "DB009",
     "DB010",
+    "DB011",
+    "DB012",
     "DB900",
     "MIN_SERVER_VERSION",
+    "ColumnDrift",
+    "ColumnProblem",
+    "MissingTable",
+    "SchemaComparison",
+    "TableLocation",
     "check_columns",
     "check_connection",
-    "check_migrations",
+    "check_migration_heads",
+    "check_migration_version",
+    "check_migrations_build_models",
     "check_privileges",
     "check_server",
     "check_tables",
     "check_writable",
     "classify",
+    "compare_schema",
+    "locate_tables",
     "open_probe_connection",
     "probe_engine",
 ]
@@ -68,8 +97,9 @@ DB004 = Check(
     "DB004",
     Stage.DB,
     Level.ERROR,
-    "flow tables exist",
-    "Run the migrations against this database (`harness migrate` applies this project's schema).",
+    "the models' tables exist",
+    "Run the app's migrations against this database (`alembic upgrade heads`); a table that exists in a schema "
+    "the search_path does not reach needs the role's or database's search_path fixed.",
 )
 DB005 = Check(
     "DB005",
@@ -89,15 +119,17 @@ DB007 = Check(
     "DB007",
     Stage.DB,
     Level.WARNING,
-    "migrations at head",
-    "Run `alembic upgrade head` (`harness migrate`): the database is behind the code's migrations.",
+    "database at the migrations' head",
+    "Run `alembic upgrade heads`: the database is behind the app's migrations, was never stamped, "
+    "or holds a revision the app's scripts do not know.",
 )
 DB008 = Check(
     "DB008",
     Stage.DB,
     Level.ERROR,
-    "role may read and write the flow tables",
-    "GRANT SELECT, INSERT, UPDATE, DELETE on the tables in the evidence to the role in DATABASE_URL.",
+    "role may read and write the models' tables",
+    "GRANT SELECT, INSERT, UPDATE, DELETE on the tables (USAGE on the schemas and sequences) in the evidence "
+    "to the role in DATABASE_URL.",
 )
 DB009 = Check(
     "DB009",
@@ -114,6 +146,22 @@ DB010 = Check(
     "connection slots available",
     "The server has no free connection slots: close idle connections, lower pool sizes, or raise max_connections.",
 )
+DB011 = Check(
+    "DB011",
+    Stage.DB,
+    Level.ERROR,
+    "one migration head",
+    "The migrations branched (or cannot be loaded): `alembic merge heads` the heads in the evidence into one, "
+    "or fix the revision file named.",
+)
+DB012 = Check(
+    "DB012",
+    Stage.DB,
+    Level.ERROR,
+    "the migrations build the models' schema",
+    "Write the migration the models need (`alembic revision --autogenerate`) for the tables and columns in the "
+    "evidence, or fix the migration that fails to apply.",
+)
 DB900 = Check(
     "DB900",
     Stage.DB,
@@ -123,10 +171,12 @@ DB900 = Check(
 )
 
 CONNECT_CHECKS = (DB001, DB002, DB003, DB010)
-CHECKS = (DB001, DB002, DB003, DB004, DB005, DB006, DB007, DB008, DB009, DB010, DB900)
+CHECKS = (DB001, DB002, DB003, DB004, DB005, DB006, DB007, DB008, DB009, DB010, DB011, DB012, DB900)
 
 #: The oldest PostgreSQL major version the flow supports.
 MIN_SERVER_VERSION = 12
+#: Problems listed in one finding's evidence.
+_EVIDENCE_ROWS = 30
 
 _KIND_CHECKS = {
     DBErrorKind.REFUSED: DB001,
@@ -144,8 +194,8 @@ _MESSAGES = {
     DB001: "The database server did not accept a connection",
     DB002: "The database rejected the credentials",
     DB003: "The database named in DATABASE_URL does not exist",
-    DB004: "A table the flow needs is missing",
-    DB008: "The role lacks a privilege the flow needs",
+    DB004: "A table or column the app needs is missing",
+    DB008: "The role lacks a privilege the app needs",
     DB009: "The database refused a write",
     DB010: "The server has no connection slots left",
     DB900: "The database failed unexpectedly",
@@ -153,19 +203,31 @@ _MESSAGES = {
 
 
 def probe_engine(database_url: str, timeouts: Timeouts = TIMEOUTS) -> Any:
-    """An engine for probe queries only: no pool, connect timeout, statement and lock timeouts."""
+    """An engine for probe queries only: no pool, connect timeout, statement and lock timeouts.
+
+    Any PostgreSQL URL is accepted (``postgresql://``, ``+psycopg``, ``+psycopg2``); the probes
+    always connect with psycopg 3. The URL's own ``options`` (a ``search_path``, say) are kept.
+    """
     from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
     from sqlalchemy.pool import NullPool
 
     from harness.config import sqlalchemy_url
 
     statement_ms = int(timeouts.db_statement * 1000)
+    options = f"-c statement_timeout={statement_ms} -c lock_timeout={statement_ms}"
+    url = make_url(sqlalchemy_url(database_url))
+    own = url.query.get("options")
+    if own:
+        # connect_args would replace the URL's options; the app's settings go first, ours win on a clash.
+        options = " ".join([*([own] if isinstance(own, str) else own), options])
+        url = url.difference_update_query(["options"])
     return create_engine(
-        sqlalchemy_url(database_url),
+        url,
         poolclass=NullPool,
         connect_args={
             "connect_timeout": max(2, int(timeouts.db_connect)),
-            "options": f"-c statement_timeout={statement_ms} -c lock_timeout={statement_ms}",
+            "options": options,
             "application_name": "masterplan-harness-probe",
         },
     )
@@ -188,7 +250,7 @@ def _finding_for(exc: BaseException, database_url: str, point: str | None = None
 
 
 def open_probe_connection(database_url: str, timeouts: Timeouts = TIMEOUTS) -> tuple[list[Finding], Any, Any]:
-    """Connect as the flow would; returns (findings, engine, connection) — the last two ``None`` on failure."""
+    """Connect as the app would; returns (findings, engine, connection) — the last two ``None`` on failure."""
     from sqlalchemy import text
 
     engine = probe_engine(database_url, timeouts)
@@ -202,14 +264,22 @@ def open_probe_connection(database_url: str, timeouts: Timeouts = TIMEOUTS) -> t
 
 
 def check_server(connection: Any) -> tuple[list[Finding], dict[str, Any]]:
-    """The server's version is one the flow supports; returns findings and facts about the server."""
+    """The server's version is one the flow supports; returns findings and facts (version, role, search_path)."""
     from sqlalchemy import text
 
     row = connection.execute(
-        text("SELECT current_setting('server_version_num')::int, current_setting('server_version'), current_user")
+        text(
+            "SELECT current_setting('server_version_num')::int, current_setting('server_version'), current_user,"
+            " current_setting('search_path')"
+        )
     ).one()
-    version_num, version, user = row
-    facts = {"server_version": version, "user": user, "database": connection.engine.url.database}
+    version_num, version, user, search_path = row
+    facts = {
+        "server_version": version,
+        "user": user,
+        "database": connection.engine.url.database,
+        "search_path": search_path,
+    }
     if version_num // 10000 < MIN_SERVER_VERSION:
         return [
             DB005.finding(f"PostgreSQL {version} is older than {MIN_SERVER_VERSION}.", server_version=version)
@@ -217,124 +287,276 @@ def check_server(connection: Any) -> tuple[list[Finding], dict[str, Any]]:
     return [], facts
 
 
-def check_tables(connection: Any, expected_tables: Collection[str]) -> list[Finding]:
-    """Every table the flow writes exists."""
-    from sqlalchemy import inspect
-
-    present = set(inspect(connection).get_table_names())
-    missing = sorted(set(expected_tables) - present)
-    if missing:
-        return [
-            DB004.finding(
-                f"{len(missing)} table(s) the flow writes are missing: {', '.join(missing)}.", missing_tables=missing
-            )
-        ]
-    return []
+# --------------------------------------------------------------------------- where the mapped tables are
 
 
-def _drift(connection: Any, metadata: Any) -> list[Any]:
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
+@dataclass(frozen=True)
+class TableLocation:
+    """A mapped table, found: the schema it resolved to and its ``pg_class`` oid."""
 
-    ours = set(metadata.tables)
+    #: The table's key in the metadata (``tasks``, or ``planning.tags`` for an explicit schema).
+    key: str
+    name: str
+    schema: str
+    oid: int
 
-    def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-        if type_ == "table":
-            return name in ours
-        table = getattr(obj, "table", None)
-        return table is None or table.name in ours
-
-    context = MigrationContext.configure(
-        connection, opts={"compare_type": True, "include_object": include_object, "target_metadata": metadata}
-    )
-    return list(compare_metadata(context, metadata))
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.schema}.{self.name}"
 
 
-def _flatten(diffs: Iterable[Any]) -> Iterable[tuple]:
-    for diff in diffs:
-        if isinstance(diff, list):  # alembic groups column modifications in lists
-            yield from diff
+@dataclass(frozen=True)
+class MissingTable:
+    """A mapped table that does not resolve; ``elsewhere`` lists schemas that hold a table of its name."""
+
+    key: str
+    name: str
+    #: The schema the models name (``None``: whatever the search_path resolves).
+    schema: str | None
+    elsewhere: tuple[str, ...] = ()
+
+
+_RESOLVE_ON_PATH = """
+SELECT n.nspname, c.oid::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = to_regclass(quote_ident(:name)) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+"""
+# An explicit schema is looked up in the catalog: to_regclass raises on a schema the role may not use.
+_RESOLVE_IN_SCHEMA = """
+SELECT n.nspname, c.oid::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = :schema AND c.relname = :name AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+"""
+_SAME_NAME_ANYWHERE = """
+SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relname = :name AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+ORDER BY n.nspname
+"""
+
+
+def _as_metadata(tables: Any) -> Any:
+    """The metadata itself; or, from bare table keys (``name`` or ``schema.name``), one mapping just those."""
+    from sqlalchemy import MetaData, Table
+
+    if isinstance(tables, MetaData):
+        return tables
+    metadata = MetaData()
+    for key in tables:
+        schema, _, name = str(key).rpartition(".")
+        Table(name, metadata, schema=schema or None)
+    return metadata
+
+
+def locate_tables(connection: Any, metadata: Any) -> tuple[tuple[TableLocation, ...], tuple[MissingTable, ...]]:
+    """Where each table of ``metadata`` is on this connection: (found, missing), in the metadata's order."""
+    from sqlalchemy import text
+
+    found: list[TableLocation] = []
+    missing: list[MissingTable] = []
+    for key, table in sorted(_as_metadata(metadata).tables.items()):
+        if table.schema:
+            row = connection.execute(text(_RESOLVE_IN_SCHEMA), {"schema": table.schema, "name": table.name}).first()
         else:
-            yield diff
+            row = connection.execute(text(_RESOLVE_ON_PATH), {"name": table.name}).first()
+        if row is not None:
+            found.append(TableLocation(key, table.name, row[0], int(row[1])))
+            continue
+        elsewhere = tuple(connection.execute(text(_SAME_NAME_ANYWHERE), {"name": table.name}).scalars())
+        missing.append(MissingTable(key, table.name, table.schema, elsewhere))
+    return tuple(found), tuple(missing)
 
 
-def check_columns(connection: Any, metadata: Any) -> list[Finding]:
-    """Every column the models declare exists with a compatible type and nullability; no NOT NULL extras."""
-    problems: list[dict[str, str]] = []
-    for diff in _flatten(_drift(connection, metadata)):
-        kind = diff[0]
-        if kind == "add_column":
-            _, _, table, column = diff
-            problems.append({"table": table, "column": column.name, "problem": "missing", "expected": str(column.type)})
-        elif kind == "modify_type":
-            _, _, table, column, _info, found, expected = diff
-            problems.append(
-                {
-                    "table": table,
-                    "column": column,
-                    "problem": "type changed",
-                    "found": str(found),
-                    "expected": str(expected),
-                }
-            )
-        elif kind == "modify_nullable":
-            _, _, table, column, _info, found_nullable, expected_nullable = diff
-            if expected_nullable and not found_nullable:
-                problems.append(
-                    {"table": table, "column": column, "problem": "NOT NULL in the database, nullable in the models"}
-                )
-        elif kind == "remove_column":
-            _, _, table, column = diff
-            if not column.nullable and column.server_default is None:
-                problems.append(
-                    {"table": table, "column": column.name, "problem": "extra NOT NULL column without a default"}
-                )
-    if not problems:
+def _search_path_facts(connection: Any) -> dict[str, Any]:
+    from sqlalchemy import text
+
+    search_path, schemas = connection.execute(
+        text("SELECT current_setting('search_path'), current_schemas(false)::text[]")
+    ).one()
+    return {"search_path": search_path, "schemas_on_path": list(schemas)}
+
+
+def check_tables(connection: Any, metadata: Any) -> list[Finding]:
+    """Every table ``metadata`` maps resolves on this connection (explicit schema, or the search_path).
+
+    ``metadata`` is a ``MetaData``; bare table keys are accepted too (a metadata of just their names).
+    """
+    _, missing = locate_tables(connection, metadata)
+    if not missing:
         return []
-    first = problems[0]
+    notes = [
+        f"{m.key} exists in schema {', '.join(m.elsewhere)}, which the search_path does not reach"
+        for m in missing
+        if m.elsewhere and m.schema is None
+    ]
+    keys = [m.key for m in missing]
+    message = f"{len(missing)} table(s) the models map are missing: {', '.join(keys)}."
+    if notes:
+        message += " " + "; ".join(notes) + "."
     return [
-        DB006.finding(
-            f"{len(problems)} column problem(s); first: {first['table']}.{first['column']} {first['problem']}.",
-            columns=problems[:30],
-            tables=sorted({p["table"] for p in problems}),
+        DB004.finding(
+            message,
+            missing_tables=keys,
+            found_elsewhere={m.key: list(m.elsewhere) for m in missing if m.elsewhere},
+            **_search_path_facts(connection),
         )
     ]
 
 
-def check_migrations(connection: Any, head: str | None) -> list[Finding]:
-    """Where an ``alembic_version`` table exists, it is at the code's head revision."""
-    from sqlalchemy import inspect, text
+# --------------------------------------------------------------------------- columns
 
-    if head is None or "alembic_version" not in inspect(connection).get_table_names():
-        return []
-    revisions = [row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))]
-    if revisions != [head]:
-        return [
-            DB007.finding(
-                f"The database is at revision {', '.join(revisions) or '(none)'}, the code at {head}.",
-                database_revisions=revisions,
-                head=head,
+
+class ColumnDrift(str, enum.Enum):
+    """How a column differs from the models, in ways that break writes or reads."""
+
+    #: The models map a column the table does not have.
+    MISSING = "missing"
+    #: The column's type cannot hold what the models write (:mod:`probes.dbtypes`).
+    INCOMPATIBLE_TYPE = "incompatible type"
+    #: NOT NULL in the database, nullable in the models: a NULL the app writes is refused.
+    STRICTER_NULL = "NOT NULL in the database, nullable in the models"
+    #: A column the models do not know, NOT NULL without a default: every INSERT of the app fails.
+    EXTRA_NOT_NULL = "extra NOT NULL column without a default"
+
+
+@dataclass(frozen=True)
+class ColumnProblem:
+    """One column that differs from the models: ``table.column``, how, found vs expected."""
+
+    #: The table, schema-qualified as it resolved (``planning.tasks``).
+    table: str
+    column: str
+    problem: ColumnDrift
+    found: str | None = None
+    expected: str | None = None
+    detail: str | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        row = {"table": self.table, "column": self.column, "problem": self.problem.value}
+        for key in ("found", "expected", "detail"):
+            value = getattr(self, key)
+            if value is not None:
+                row[key] = value
+        return row
+
+    def __str__(self) -> str:
+        return f"{self.table}.{self.column} {self.problem.value}" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass(frozen=True)
+class SchemaComparison:
+    """A database compared with the models: tables missing, and column problems of the tables found."""
+
+    found: tuple[TableLocation, ...]
+    missing: tuple[MissingTable, ...]
+    columns: tuple[ColumnProblem, ...]
+
+
+def _column_problems(connection: Any, table: Any, location: TableLocation) -> list[ColumnProblem]:
+    from sqlalchemy import inspect
+
+    reflected = {c["name"]: c for c in inspect(connection).get_columns(location.name, schema=location.schema)}
+    where = location.qualified_name
+    problems: list[ColumnProblem] = []
+    for column in table.columns:
+        found = reflected.get(column.name)
+        expected = describe_type(column.type)
+        if found is None:
+            problems.append(ColumnProblem(where, column.name, ColumnDrift.MISSING, expected=expected))
+            continue
+        reason = type_problem(column.type, found["type"])
+        if reason is not None:
+            problems.append(
+                ColumnProblem(
+                    where,
+                    column.name,
+                    ColumnDrift.INCOMPATIBLE_TYPE,
+                    found=describe_type(found["type"]),
+                    expected=expected,
+                    detail=reason,
+                )
             )
-        ]
-    return []
+        if column.nullable and not found["nullable"] and found.get("default") is None and not found.get("identity"):
+            problems.append(
+                ColumnProblem(where, column.name, ColumnDrift.STRICTER_NULL, found="NOT NULL", expected="NULL")
+            )
+    mapped = {column.name for column in table.columns}
+    for name, found in reflected.items():
+        if name in mapped or found["nullable"]:
+            continue
+        if found.get("default") is None and not found.get("identity") and not found.get("computed"):
+            problems.append(
+                ColumnProblem(where, name, ColumnDrift.EXTRA_NOT_NULL, found=f"{describe_type(found['type'])} NOT NULL")
+            )
+    return problems
 
 
-def check_privileges(connection: Any, tables: Collection[str]) -> list[Finding]:
-    """The connected role has SELECT, INSERT, UPDATE and DELETE on every flow table that exists."""
-    from sqlalchemy import inspect, text
+def compare_schema(connection: Any, metadata: Any) -> SchemaComparison:
+    """The database on ``connection`` against ``metadata``: which tables are missing, which columns differ."""
+    found, missing = locate_tables(connection, metadata)
+    tables = _as_metadata(metadata).tables
+    columns = [
+        problem for location in found for problem in _column_problems(connection, tables[location.key], location)
+    ]
+    return SchemaComparison(found, missing, tuple(columns))
 
-    present = set(inspect(connection).get_table_names())
+
+def _columns_finding(problems: Sequence[ColumnProblem]) -> Finding:
+    return DB006.finding(
+        f"{len(problems)} column problem(s); first: {problems[0]}.",
+        columns=[p.to_dict() for p in problems[:_EVIDENCE_ROWS]],
+        tables=sorted({p.table for p in problems}),
+    )
+
+
+def check_columns(connection: Any, metadata: Any) -> list[Finding]:
+    """The mapped tables that exist have every mapped column, of a compatible type, no stricter about NULL,
+    and no unknown NOT NULL column without a default. Tables that are missing are DB004's."""
+    found, _ = locate_tables(connection, metadata)
+    if not found:
+        raise NotApplicable("none of the models' tables exists")
+    problems = compare_schema(connection, metadata).columns
+    return [_columns_finding(problems)] if problems else []
+
+
+# --------------------------------------------------------------------------- privileges
+
+_TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
+_SEQUENCES_OF_DEFAULTS = """
+SELECT DISTINCT sn.nspname, s.relname,
+       has_sequence_privilege(s.oid, 'USAGE') OR has_sequence_privilege(s.oid, 'UPDATE')
+FROM pg_attrdef ad
+JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_class'::regclass
+JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
+JOIN pg_namespace sn ON sn.oid = s.relnamespace
+WHERE ad.adrelid = :oid
+ORDER BY 1, 2
+"""
+
+
+def check_privileges(connection: Any, metadata: Any) -> list[Finding]:
+    """The role has SELECT, INSERT, UPDATE and DELETE on every mapped table that exists, USAGE on its schema,
+    and USAGE on the sequences its column defaults draw from (``serial``)."""
+    from sqlalchemy import text
+
+    found, _ = locate_tables(connection, metadata)
+    if not found:
+        raise NotApplicable("none of the models' tables exists")
     lacking: dict[str, list[str]] = {}
-    for table in sorted(set(tables) & present):
-        for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE"):
+    for schema in sorted({location.schema for location in found}):
+        if not connection.execute(text("SELECT has_schema_privilege(:schema, 'USAGE')"), {"schema": schema}).scalar():
+            lacking[f"schema {schema}"] = ["USAGE"]
+    for location in found:
+        for privilege in _TABLE_PRIVILEGES:
             allowed = connection.execute(
-                text("SELECT has_table_privilege(current_user, :table, :privilege)"),
-                {"table": table, "privilege": privilege},
+                text("SELECT has_table_privilege(CAST(:oid AS oid), :privilege)"),
+                {"oid": location.oid, "privilege": privilege},
             ).scalar()
             if not allowed:
-                lacking.setdefault(table, []).append(privilege)
+                lacking.setdefault(location.qualified_name, []).append(privilege)
+        for schema, sequence, usable in connection.execute(text(_SEQUENCES_OF_DEFAULTS), {"oid": location.oid}):
+            if not usable:
+                lacking.setdefault(f"sequence {schema}.{sequence}", []).append("USAGE")
     if lacking:
-        summary = "; ".join(f"{table}: {', '.join(privs)}" for table, privs in lacking.items())
+        summary = "; ".join(f"{name}: {', '.join(privs)}" for name, privs in lacking.items())
         return [DB008.finding(f"The role lacks privileges: {summary}.", missing_privileges=lacking)]
     return []
 
@@ -357,15 +579,208 @@ def check_writable(connection: Any) -> list[Finding]:
     return []
 
 
-def check_connection(
-    database_url: str, expected_tables: Collection[str], timeouts: Timeouts = TIMEOUTS
+# --------------------------------------------------------------------------- migrations
+
+
+def _load(migrations: Path | None) -> Any:
+    """The app's scripts; ``NotApplicable`` without an ini, ``MigrationsError`` if they cannot be loaded."""
+    from harness.migrations import load_migrations
+
+    if migrations is None:
+        raise NotApplicable("the app names no Alembic migrations (alembic.ini)")
+    return load_migrations(Path(migrations))
+
+
+def check_migration_heads(migrations: Path | None) -> list[Finding]:
+    """The app's migrations (``alembic.ini``) load, and have exactly one head."""
+    from harness.migrations import MigrationsError
+
+    try:
+        scripts = _load(migrations)
+    except MigrationsError as exc:
+        return [DB011.finding(f"The migrations cannot be loaded: {exc}", ini=str(migrations))]
+    if len(scripts.heads) == 1:
+        return []
+    if not scripts.heads:
+        raise NotApplicable("the migrations have no revisions yet")
+    heads = [
+        {"revision": head, "file": revision.file if (revision := scripts.revision(head)) else None}
+        for head in scripts.heads
+    ]
+    listed = ", ".join(f"{h['revision']} ({h['file']})" for h in heads)
+    return [
+        DB011.finding(
+            f"The migrations have {len(heads)} heads: {listed}; `alembic upgrade head` refuses to run.",
+            heads=heads,
+            ini=str(scripts.ini),
+        )
+    ]
+
+
+def check_migration_version(connection: Any, metadata: Any | None, migrations: Path | None) -> list[Finding]:
+    """The database's Alembic revision(s) are the scripts' head(s), and the models' tables are there to match.
+
+    The version table is found in whatever schema holds it (``version_table_schema``); a
+    database with no version table, or with none of the models' tables, is never "at head".
+    Without ``metadata`` the tables are not looked at.
+    """
+    from harness.migrations import MigrationsError, find_version_tables
+
+    try:
+        scripts = _load(migrations)
+    except MigrationsError as exc:
+        raise ProbeSkipped(f"the migrations cannot be loaded (DB011): {exc}") from None
+    if not scripts.heads:
+        raise NotApplicable("the migrations have no revisions yet")
+    heads = list(scripts.heads)
+    found = locate_tables(connection, metadata)[0] if metadata is not None else None
+    tables = find_version_tables(connection)
+    ours = [t for t in tables if any(scripts.knows(rev) for rev in t.revisions)]
+    if not tables:
+        if found is None:
+            message = f"The database has no Alembic version table: never migrated or never stamped (heads: {', '.join(heads)})."
+        elif found:
+            message = (
+                "The database was never stamped: the models' tables exist but no Alembic version table does, "
+                f"so no one knows which migrations ran (heads: {', '.join(heads)})."
+            )
+        else:
+            message = (
+                "The database was never migrated: no Alembic version table and none of the models' tables "
+                f"(heads: {', '.join(heads)})."
+            )
+        return [DB007.finding(message, database_revisions=[], heads=heads, version_table=None)]
+    table = (ours or list(tables))[0]
+    evidence: dict[str, Any] = {
+        "database_revisions": list(table.revisions),
+        "heads": heads,
+        "version_table": table.qualified_name,
+    }
+    if len(ours) > 1:
+        evidence["other_version_tables"] = [t.qualified_name for t in ours[1:]]
+    unknown = [rev for rev in table.revisions if not scripts.knows(rev)]
+    at = ", ".join(table.revisions) or "(no revision)"
+    if unknown:
+        return [
+            DB007.finding(
+                f"The database is at {at} ({table.qualified_name}); the app's migrations do not know "
+                f"{', '.join(unknown)} (heads: {', '.join(heads)}).",
+                unknown_revisions=unknown,
+                **evidence,
+            )
+        ]
+    pending = scripts.pending(table.revisions)
+    if pending or not table.revisions:
+        return [
+            DB007.finding(
+                f"The database is at {at} ({table.qualified_name}), behind the head(s) {', '.join(heads)}: "
+                f"{len(pending)} migration(s) not applied.",
+                pending_revisions=list(pending),
+                **evidence,
+            )
+        ]
+    if found is not None and not found:
+        return [
+            DB007.finding(
+                f"The database is stamped at {at} ({table.qualified_name}) but none of the models' tables exists.",
+                **evidence,
+            )
+        ]
+    return []
+
+
+def check_migrations_build_models(
+    metadata: Any,
+    migrations: Path | None,
+    new_database: Callable[[], str] | None,
+    drop_database: Callable[[str], None] | None,
+    *,
+    database_url_env: str = "DATABASE_URL",
+    search_path: str | None = None,
+    drivername: str | None = None,
+    timeouts: Timeouts = TIMEOUTS,
 ) -> list[Finding]:
-    """Connect, authenticate, reach the database, and find every table the flow writes."""
+    """The app's migrations, applied from empty (``upgrade heads``) to a disposable database, build every
+    table and column the models map, of compatible types.
+
+    ``new_database()`` gives a disposable database's URL and ``drop_database(url)`` removes it;
+    without them the check is not applicable. The app's ``env.py`` runs with ``database_url_env``
+    and the ini's ``sqlalchemy.url`` set to that URL (with the driver ``drivername``, the one the
+    app's own URL names, if given); ``search_path`` — the app database's, see :func:`check_server`
+    — is made the disposable database's default first, so unqualified tables land where they do
+    for the app. The migrations may run for ``timeouts.migrations`` seconds — longer than
+    ``timeouts.probe``, the usual bound of one probe.
+    """
+    from harness.migrations import MigrationsError, apply_migrations
+
+    try:
+        scripts = _load(migrations)
+    except MigrationsError as exc:
+        raise ProbeSkipped(f"the migrations cannot be loaded (DB011): {exc}") from None
+    if new_database is None or drop_database is None:
+        raise ProbeSkipped("no disposable PostgreSQL to apply the migrations to")
+    url = new_database()
+    try:
+        app_url = url
+        if drivername:
+            from sqlalchemy.engine import make_url
+
+            app_url = make_url(url).set(drivername=drivername).render_as_string(hide_password=False)
+        run = apply_migrations(
+            scripts.ini,
+            app_url,
+            revision="heads",
+            database_url_env=database_url_env,
+            search_path=search_path,
+            timeout=timeouts.migrations,
+        )
+        if run.refused:
+            raise ProbeSkipped(f"the trial run was refused: {run.refused}")
+        if not run.succeeded:
+            where = f"revision {run.failed_revision} ({run.failed_file})" if run.failed_revision else "env.py"
+            return [
+                DB012.finding(
+                    f"A migration fails to apply from an empty database: {where}: {run.error}",
+                    failed_revision=run.failed_revision,
+                    failed_file=run.failed_file,
+                    error=run.error,
+                    error_type=run.error_type,
+                    heads=list(scripts.heads),
+                )
+            ]
+        engine = probe_engine(url, timeouts)
+        try:
+            with engine.connect() as connection:
+                comparison = compare_schema(connection, metadata)
+        finally:
+            engine.dispose()
+    finally:
+        drop_database(url)
+    if not comparison.missing and not comparison.columns:
+        return []
+    missing_tables = [m.key for m in comparison.missing]
+    parts = []
+    if missing_tables:
+        parts.append(f"no migration creates table(s) {', '.join(missing_tables)}")
+    if comparison.columns:
+        parts.append(f"{len(comparison.columns)} column problem(s), first: {comparison.columns[0]}")
+    return [
+        DB012.finding(
+            f"The migrations do not build the models' schema: {'; '.join(parts)}.",
+            missing_tables=missing_tables,
+            columns=[p.to_dict() for p in comparison.columns[:_EVIDENCE_ROWS]],
+            heads=list(scripts.heads),
+        )
+    ]
+
+
+def check_connection(database_url: str, metadata: Any, timeouts: Timeouts = TIMEOUTS) -> list[Finding]:
+    """Connect, authenticate, reach the database, and find every table the models map."""
     findings, engine, connection = open_probe_connection(database_url, timeouts)
     if connection is None:
         return findings
     try:
-        return check_tables(connection, expected_tables)
+        return check_tables(connection, metadata)
     finally:
         connection.close()
         engine.dispose()
@@ -420,38 +835,71 @@ def server(ctx: Any) -> list[Finding]:
     """The server's version is one the flow supports."""
     findings, facts = check_server(_connection(ctx))
     ctx.observe("db.server", facts)
+    ctx.db["search_path"] = facts["search_path"]
     return findings
 
 
 @probe(Stage.DB, emits=(DB004,), requires=CONNECT_CHECKS, applies=_metadata_missing)
 def tables(ctx: Any) -> list[Finding]:
-    """Every table the application's models map exists."""
-    return check_tables(_connection(ctx), ctx.target.metadata.tables.keys())
+    """Every table the application's models map resolves, in its schema or through the search_path."""
+    return check_tables(_connection(ctx), ctx.target.metadata)
 
 
 @probe(Stage.DB, emits=(DB006,), requires=(DB004,), applies=_metadata_missing)
 def columns(ctx: Any) -> list[Finding]:
-    """Every column the models declare exists with a compatible type."""
+    """Every column the models declare exists with a type that holds what they write."""
     return check_columns(_connection(ctx), ctx.target.metadata)
+
+
+@probe(Stage.DB, emits=(DB011,), applies=_migrations_missing)
+def migration_heads(ctx: Any) -> list[Finding]:
+    """The application's migrations load and have one head (no database needed)."""
+    return check_migration_heads(ctx.target.config.migrations)
 
 
 @probe(Stage.DB, emits=(DB007,), requires=CONNECT_CHECKS, applies=_migrations_missing)
 def migrations(ctx: Any) -> list[Finding]:
-    """The database is at the application's migration head."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    heads = ScriptDirectory.from_config(Config(str(ctx.target.config.migrations))).get_heads()
-    return check_migrations(_connection(ctx), heads[0] if len(heads) == 1 else None)
+    """The database is at the application's migration head(s)."""
+    return check_migration_version(_connection(ctx), ctx.target.metadata, ctx.target.config.migrations)
 
 
 @probe(Stage.DB, emits=(DB008,), requires=(DB004,), applies=_metadata_missing)
 def privileges(ctx: Any) -> list[Finding]:
-    """The role may read and write every mapped table."""
-    return check_privileges(_connection(ctx), ctx.target.metadata.tables.keys())
+    """The role may read and write every mapped table (and use its schema and sequences)."""
+    return check_privileges(_connection(ctx), ctx.target.metadata)
 
 
 @probe(Stage.DB, emits=(DB009,), requires=CONNECT_CHECKS)
 def writable(ctx: Any) -> list[Finding]:
     """The server is not a replica and transactions are not read-only by default."""
     return check_writable(_connection(ctx))
+
+
+def _nothing_to_build(ctx: Any) -> str | None:
+    return _migrations_missing(ctx) or _metadata_missing(ctx)
+
+
+def _app_drivername(database_url: str | None) -> str | None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(database_url).drivername if database_url else None
+    except (ArgumentError, ValueError):
+        return None
+
+
+@probe(Stage.DB, emits=(DB012,), applies=_nothing_to_build)
+def migrations_build_models(ctx: Any) -> list[Finding]:
+    """The application's migrations, applied from empty to a disposable database, build its models' schema."""
+    new_database, drop_database = ctx.disposable or (None, None)
+    return check_migrations_build_models(
+        ctx.target.metadata,
+        ctx.target.config.migrations,
+        new_database,
+        drop_database,
+        database_url_env=ctx.target.config.database_url_env,
+        search_path=ctx.db.get("search_path"),
+        drivername=_app_drivername(ctx.settings.database_url),
+        timeouts=ctx.settings.timeouts,
+    )

@@ -1,12 +1,15 @@
 """What kind of database failure an exception is: the one place that reads driver errors.
 
-SQLAlchemy wraps psycopg's exceptions (``exc.orig``); PostgreSQL reports a SQLSTATE for
-errors raised by the server, while connection failures are only told apart by their text.
+SQLAlchemy wraps the driver's exceptions (``exc.orig``). PostgreSQL reports a SQLSTATE for
+errors raised by the server — psycopg 3 exposes it as ``sqlstate``, psycopg2 as ``pgcode``
+— while failures during connection are only told apart by their text, with either driver.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
+import re
 from dataclasses import dataclass
 
 from harness.redaction import redact_text
@@ -66,28 +69,39 @@ _SQLSTATE_KINDS = {
     "57P03": DBErrorKind.CONNECTION_LOST,
     "42P01": DBErrorKind.SCHEMA,
     "42703": DBErrorKind.SCHEMA,
+    "3F000": DBErrorKind.SCHEMA,
+    "08003": DBErrorKind.CONNECTION_LOST,
+    "08006": DBErrorKind.CONNECTION_LOST,
 }
 
-_TEXT_KINDS = (
-    ("password authentication failed", DBErrorKind.AUTH),
-    ("no pg_hba.conf entry", DBErrorKind.AUTH),
-    ("does not exist", DBErrorKind.NO_DATABASE),
-    ("too many clients", DBErrorKind.TOO_MANY_CONNECTIONS),
-    ("too many connections", DBErrorKind.TOO_MANY_CONNECTIONS),
-    ("remaining connection slots are reserved", DBErrorKind.TOO_MANY_CONNECTIONS),
-    ("connection refused", DBErrorKind.REFUSED),
-    ("timeout expired", DBErrorKind.TIMEOUT),
-    ("timed out", DBErrorKind.TIMEOUT),
-    ("could not translate host name", DBErrorKind.UNKNOWN_HOST),
-    ("name or service not known", DBErrorKind.UNKNOWN_HOST),
-    ("failed to resolve host", DBErrorKind.UNKNOWN_HOST),
-    ("server closed the connection unexpectedly", DBErrorKind.CONNECTION_LOST),
-    ("terminating connection", DBErrorKind.CONNECTION_LOST),
-    ("consuming input failed", DBErrorKind.CONNECTION_LOST),
-    ("the connection is lost", DBErrorKind.CONNECTION_LOST),
-    ("read-only transaction", DBErrorKind.READ_ONLY),
-    ("permission denied", DBErrorKind.PRIVILEGE),
-    ("canceling statement", DBErrorKind.CANCELED),
+#: Failures during connection carry no SQLSTATE with either driver (libpq reports only text),
+#: so they are told apart by the server's or libpq's words; patterns are matched lowercased.
+_TEXT_KINDS = tuple(
+    (re.compile(pattern), kind)
+    for pattern, kind in (
+        (r"password authentication failed", DBErrorKind.AUTH),
+        (r"no pg_hba\.conf entry", DBErrorKind.AUTH),
+        (r'role ".*" does not exist', DBErrorKind.AUTH),
+        (r'database ".*" does not exist', DBErrorKind.NO_DATABASE),
+        (r'(relation|column) ".*" does not exist', DBErrorKind.SCHEMA),
+        (r"too many clients", DBErrorKind.TOO_MANY_CONNECTIONS),
+        (r"too many connections", DBErrorKind.TOO_MANY_CONNECTIONS),
+        (r"remaining connection slots are reserved", DBErrorKind.TOO_MANY_CONNECTIONS),
+        (r"connection refused", DBErrorKind.REFUSED),
+        (r"timeout expired", DBErrorKind.TIMEOUT),
+        (r"timed out", DBErrorKind.TIMEOUT),
+        (r"could not translate host name", DBErrorKind.UNKNOWN_HOST),
+        (r"name or service not known", DBErrorKind.UNKNOWN_HOST),
+        (r"failed to resolve host", DBErrorKind.UNKNOWN_HOST),
+        (r"server closed the connection unexpectedly", DBErrorKind.CONNECTION_LOST),
+        (r"terminating connection", DBErrorKind.CONNECTION_LOST),
+        (r"consuming input failed", DBErrorKind.CONNECTION_LOST),
+        (r"the connection is lost", DBErrorKind.CONNECTION_LOST),
+        (r"connection already closed", DBErrorKind.CONNECTION_LOST),
+        (r"read-only transaction", DBErrorKind.READ_ONLY),
+        (r"permission denied", DBErrorKind.PRIVILEGE),
+        (r"canceling statement", DBErrorKind.CANCELED),
+    )
 )
 
 
@@ -96,21 +110,44 @@ def _driver_error(exc: BaseException) -> BaseException:
     return orig if isinstance(orig, BaseException) else exc
 
 
-def describe_db_error(exc: BaseException) -> DBFailure | None:
-    """Read a database exception; ``None`` when ``exc`` is not a database error at all."""
+@functools.cache
+def _database_error_types() -> tuple[type[BaseException], ...]:
     import psycopg
     import sqlalchemy.exc
 
-    if not isinstance(exc, (psycopg.Error, sqlalchemy.exc.SQLAlchemyError)):
+    types: list[type[BaseException]] = [psycopg.Error, sqlalchemy.exc.SQLAlchemyError]
+    try:
+        import psycopg2
+    except ImportError:  # the application may not use psycopg2; then none of its errors can occur
+        pass
+    else:
+        types.append(psycopg2.Error)
+    return tuple(types)
+
+
+def _sqlstate(driver: BaseException) -> str | None:
+    """The SQLSTATE of a server error: psycopg 3 calls it ``sqlstate``, psycopg2 ``pgcode``."""
+    for attribute in ("sqlstate", "pgcode"):
+        value = getattr(driver, attribute, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def describe_db_error(exc: BaseException) -> DBFailure | None:
+    """Read a database exception (psycopg 3 or psycopg2, bare or wrapped by SQLAlchemy); ``None`` if it is none."""
+    import psycopg
+
+    if not isinstance(exc, _database_error_types()):
         return None
     driver = _driver_error(exc)
-    sqlstate = getattr(driver, "sqlstate", None)
+    sqlstate = _sqlstate(driver)
     text = str(driver)
     kind = _SQLSTATE_KINDS.get(sqlstate or "")
     if kind is None and isinstance(driver, psycopg.errors.ConnectionTimeout):
         kind = DBErrorKind.TIMEOUT
     if kind is None:
         lowered = text.lower()
-        kind = next((k for needle, k in _TEXT_KINDS if needle in lowered), DBErrorKind.OTHER)
+        kind = next((k for pattern, k in _TEXT_KINDS if pattern.search(lowered)), DBErrorKind.OTHER)
     first_line = text.strip().splitlines()[0] if text.strip() else type(driver).__name__
     return DBFailure(kind, sqlstate, redact_text(first_line), type(driver).__name__)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from harness.config import TIMEOUTS, Timeouts, sqlalchemy_url
 
-__all__ = ["make_engine", "make_session_factory", "migrate", "migrations_config", "session_scope"]
+__all__ = ["make_engine", "make_session_factory", "migrate", "migrations_config", "migrations_ini", "session_scope"]
 
 
 def make_engine(database_url: str, *, timeouts: Timeouts = TIMEOUTS, **kwargs: Any) -> Engine:
@@ -56,12 +57,16 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+def migrations_ini() -> Path:
+    """The reference flow's ``alembic.ini`` (its ``script_location`` is the ``migrations`` folder beside it)."""
+    return Path(str(resources.files("harness.flow") / "alembic.ini"))
+
+
 def migrations_config(database_url: str) -> Any:
     """An Alembic config for the flow's migrations against ``database_url``."""
     from alembic.config import Config
 
-    config = Config()
-    config.set_main_option("script_location", str(resources.files("harness.flow") / "migrations"))
+    config = Config(str(migrations_ini()))
     config.set_main_option("sqlalchemy.url", sqlalchemy_url(database_url).replace("%", "%%"))
     return config
 

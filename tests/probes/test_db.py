@@ -2,42 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy.engine import make_url
 
+from harness.flow.database import migrations_ini
 from harness.flow.models import metadata
 from probes import db
-
-
-@pytest.fixture
-def silent_listener() -> Iterator[int]:
-    """A TCP port that accepts connections and never says a word."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    stop = threading.Event()
-    accepted = []
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join(2)
-    for connection in accepted:
-        connection.close()
-    server.close()
 
 
 def _connect_findings(url: str) -> list:
@@ -89,42 +59,55 @@ def _check(url: str, fn, *args):
         engine.dispose()
 
 
-def test_migrated_database_passes_every_schema_check(flow_database_url: str) -> None:
-    """A database at head has all tables, columns, privileges, and accepts writes."""
-    assert _check(flow_database_url, db.check_tables, metadata.tables.keys()) == []
+def test_migrated_database_passes_every_schema_check(postgres_cluster, flow_database_url: str) -> None:
+    """The reference flow at head: no finding from DB004-DB009, DB011 or DB012 (its migrations build its models)."""
+    assert _check(flow_database_url, db.check_tables, metadata) == []
     assert _check(flow_database_url, db.check_columns, metadata) == []
-    assert _check(flow_database_url, db.check_privileges, metadata.tables.keys()) == []
+    assert _check(flow_database_url, db.check_migration_version, metadata, migrations_ini()) == []
+    assert _check(flow_database_url, db.check_privileges, metadata) == []
     assert _check(flow_database_url, db.check_writable) == []
     findings = _check(flow_database_url, lambda c: db.check_server(c)[0])
     assert findings == []
+    assert db.check_migration_heads(migrations_ini()) == []
+    new_database = lambda: postgres_cluster.url(postgres_cluster.create_database())
+    drop_database = lambda url: postgres_cluster.drop_database(make_url(url).database)
+    assert db.check_migrations_build_models(metadata, migrations_ini(), new_database, drop_database) == []
+
+
+def test_table_keys_still_name_the_tables_to_find(flow_database_url: str) -> None:
+    """Bare table keys (the runner's call today) are judged like the metadata that has them."""
+    assert _check(flow_database_url, db.check_tables, metadata.tables.keys()) == []
+    assert _check(flow_database_url, db.check_tables, ["masterplans", "no_such_table"])[0].evidence[
+        "missing_tables"
+    ] == ["no_such_table"]
 
 
 def test_missing_table_is_db004(postgres_cluster, flow_database_url: str) -> None:
     """A dropped table is named by DB004."""
     postgres_cluster.run_sql("DROP TABLE masterplan_task_dependencies", make_url(flow_database_url).database)
-    (finding,) = _check(flow_database_url, db.check_tables, metadata.tables.keys())
+    (finding,) = _check(flow_database_url, db.check_tables, metadata)
     assert finding.id == "DB004" and finding.evidence["missing_tables"] == ["masterplan_task_dependencies"]
 
 
 @pytest.mark.parametrize(
     ("sql", "table", "column", "problem"),
     [
-        ("ALTER TABLE masterplans DROP COLUMN total_tasks", "masterplans", "total_tasks", "missing"),
+        ("ALTER TABLE masterplans DROP COLUMN total_tasks", "public.masterplans", "total_tasks", "missing"),
         (
             "ALTER TABLE masterplan_tasks ALTER COLUMN title TYPE integer USING 0",
-            "masterplan_tasks",
+            "public.masterplan_tasks",
             "title",
-            "type changed",
+            "incompatible type",
         ),
         (
             "ALTER TABLE masterplan_phases ADD COLUMN owner text NOT NULL",
-            "masterplan_phases",
+            "public.masterplan_phases",
             "owner",
             "extra NOT NULL column without a default",
         ),
         (
             "ALTER TABLE masterplans ALTER COLUMN description SET NOT NULL",
-            "masterplans",
+            "public.masterplans",
             "description",
             "NOT NULL in the database, nullable in the models",
         ),
@@ -147,10 +130,20 @@ def test_extra_nullable_column_is_not_drift(postgres_cluster, flow_database_url)
 
 
 def test_migration_behind_head_is_db007(postgres_cluster, flow_database_url) -> None:
-    """An alembic_version at another revision is a DB007 warning naming both revisions."""
+    """An alembic_version at an older revision is a DB007 warning naming it, the head and what is pending."""
+    postgres_cluster.run_sql("UPDATE alembic_version SET version_num = '0001'", make_url(flow_database_url).database)
+    (finding,) = _check(flow_database_url, db.check_migration_version, metadata, migrations_ini())
+    assert finding.id == "DB007" and finding.level.name == "WARNING"
+    assert finding.evidence["database_revisions"] == ["0001"] and finding.evidence["heads"] == ["0002"]
+    assert finding.evidence["pending_revisions"] == ["0002"]
+    assert finding.evidence["version_table"] == "public.alembic_version"
+
+
+def test_revision_the_scripts_do_not_know_is_db007(postgres_cluster, flow_database_url) -> None:
+    """A database stamped with a revision absent from the app's scripts is DB007 naming it as unknown."""
     postgres_cluster.run_sql("UPDATE alembic_version SET version_num = 'abc123'", make_url(flow_database_url).database)
-    (finding,) = _check(flow_database_url, db.check_migrations, "0001")
-    assert finding.id == "DB007" and finding.evidence["database_revisions"] == ["abc123"]
+    (finding,) = _check(flow_database_url, db.check_migration_version, metadata, migrations_ini())
+    assert finding.id == "DB007" and finding.evidence["unknown_revisions"] == ["abc123"]
 
 
 def test_revoked_insert_is_db008_per_table(postgres_cluster, flow_database_url) -> None:
@@ -161,10 +154,10 @@ def test_revoked_insert_is_db008_per_table(postgres_cluster, flow_database_url) 
     postgres_cluster.run_sql("REVOKE INSERT ON masterplan_tasks FROM harness_app", name)
     try:
         url = _with(flow_database_url, username="harness_app", password="app-pass-123456")
-        (finding,) = _check(url, db.check_privileges, metadata.tables.keys())
+        (finding,) = _check(url, db.check_privileges, metadata)
     finally:
         postgres_cluster.run_sql("DROP OWNED BY harness_app; DROP ROLE harness_app", name)
-    assert finding.id == "DB008" and finding.evidence["missing_privileges"] == {"masterplan_tasks": ["INSERT"]}
+    assert finding.id == "DB008" and finding.evidence["missing_privileges"] == {"public.masterplan_tasks": ["INSERT"]}
 
 
 def test_read_only_default_is_db009(postgres_cluster, flow_database_url) -> None:
@@ -193,7 +186,7 @@ def test_old_server_version_is_db005(monkeypatch) -> None:
 
     class Row:
         def one(self):
-            return (110022, "11.22", "app")
+            return (110022, "11.22", "app", "public")
 
     class FakeConnection:
         engine = type("E", (), {"url": make_url("postgresql://h/app")})()
