@@ -316,6 +316,7 @@ class Recorder:
                 self.not_applicable(probe.emits, point, reason, seq=seq)
                 return []
             args = (ctx, *item)
+            timeout = probe.timeout if probe.timeout is not None and timeout is not None else timeout
             findings = list(
                 probe.function(*args) if timeout is None else _call_with_timeout(probe.function, args, timeout)
             )

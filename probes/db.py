@@ -889,7 +889,7 @@ def _app_drivername(database_url: str | None) -> str | None:
         return None
 
 
-@probe(Stage.DB, emits=(DB012,), applies=_nothing_to_build)
+@probe(Stage.DB, emits=(DB012,), applies=_nothing_to_build, timeout=TIMEOUTS.migrations + 5)
 def migrations_build_models(ctx: Any) -> list[Finding]:
     """The application's migrations, applied from empty to a disposable database, build its models' schema."""
     new_database, drop_database = ctx.disposable or (None, None)

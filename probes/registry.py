@@ -79,6 +79,8 @@ class Probe:
     applies: Callable[..., str | None] | None = None
     #: Kinds of item the probe is for (``"discovery"``, ``"batch"``...); others never see it. ``None``: all.
     kinds: frozenset[str] | None = None
+    #: This probe's own bound in seconds, when the run's probe timeout is too short for it (a migration trial).
+    timeout: float | None = None
 
     def wants(self, kind: str | None) -> bool:
         """This probe judges items of ``kind``."""
@@ -104,6 +106,7 @@ def probe(
     independent: bool = False,
     applies: Callable[..., str | None] | None = None,
     kinds: Sequence[str] | None = None,
+    timeout: float | None = None,
 ) -> Callable[[Callable[..., Sequence[Finding]]], Callable[..., Sequence[Finding]]]:
     """Register the decorated function as a probe of ``stage``; returns the function unchanged."""
     wrong = [check.id for check in emits if check.stage is not stage]
@@ -125,6 +128,7 @@ def probe(
                 independent,
                 applies,
                 frozenset(kinds) if kinds is not None else None,
+                timeout,
             )
         )
         return function
