@@ -52,6 +52,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from sqlalchemy.sql.elements import TextClause
+
 from harness.observe.code import AppCode, exception_info
 from harness.observe.timeline import (
     CodeLocation,
@@ -563,6 +565,7 @@ class OrmWatch:
         wanted: list[tuple[Any, str, Callable[..., Any]]] = [
             (Engine, "begin", self._guarded(self._on_begin)),
             (Engine, "after_execute", self._guarded(self._on_after_execute)),
+            (Engine, "after_cursor_execute", self._guarded(self._on_after_cursor_execute)),
             (Engine, "commit", self._guarded(self._on_commit)),
             (Engine, "rollback", self._guarded(self._on_rollback)),
             (Engine, "savepoint", self._guarded(self._on_savepoint)),
@@ -782,9 +785,7 @@ class OrmWatch:
         context = getattr(result, "context", None)
         compiled = getattr(context, "compiled", None)
         if compiled is None:
-            if isinstance(statement, str):
-                self._text_write(connection, statement)
-            return
+            return  # exec_driver_sql: seen by after_cursor_execute
         element = compiled.statement
         if getattr(element, "is_dml", False):
             plan = self._plan(compiled, element, context)
@@ -803,8 +804,14 @@ class OrmWatch:
             session = unit.session() if unit.session is not None else None
             via: Literal["flush", "execute"] = "flush" if getattr(session, "_flushing", False) else "execute"
             self.timeline.add(RowsWritten(unit.token, tuple(writes), location, via=via))
-        elif getattr(element, "is_text", False):
+        elif isinstance(element, TextClause):
             self._text_write(connection, compiled.string)
+
+    def _on_after_cursor_execute(
+        self, connection: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
+        if getattr(context, "compiled", None) is None and isinstance(statement, str):
+            self._text_write(connection, statement)
 
     def _plan(self, compiled: Any, element: Any, context: Any) -> _Plan | None:
         try:
