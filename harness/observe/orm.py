@@ -41,6 +41,7 @@ wrapped to hand the exception being handled to the rollback event through a cont
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import re
 import sys
@@ -90,20 +91,45 @@ except ImportError:  # pragma: no cover - greenlet is installed wherever asyncio
 # -- where the application is ------------------------------------------------------------------
 
 
-def _app_location(code: AppCode | None) -> CodeLocation | None:
-    """The innermost application frame: this stack, else the stacks of the greenlets that spawned it."""
-    if code is None:
+class _Locator:
+    """Finds the application's innermost frame on the stack; locations are made once per (file, line, function)."""
+
+    _MAX_CACHED = 4096
+
+    def __init__(self, code: AppCode | None) -> None:
+        self.code = code
+        self._cache: dict[tuple[str, int, str], CodeLocation] = {}
+
+    def __call__(self) -> CodeLocation | None:
+        if self.code is None:
+            return None
+        found = self._innermost(sys._getframe(1))
+        if found is None and _current_greenlet is not None:
+            # Inside AsyncSession the sync code runs in a child greenlet whose stack ends at its start;
+            # the application's coroutine is suspended in the parent greenlet, awaiting it.
+            parent = _current_greenlet().parent
+            while found is None and parent is not None:
+                if parent.gr_frame is not None:
+                    found = self._innermost(parent.gr_frame)
+                parent = parent.parent
+        return found
+
+    def _innermost(self, frame: Any) -> CodeLocation | None:
+        assert self.code is not None
+        owns = self.code.owns
+        while frame is not None:
+            code = frame.f_code
+            # The watch's own frames never count, even where its package is the application's (ours).
+            if code.co_filename != __file__ and owns(code.co_filename):
+                key = (code.co_filename, frame.f_lineno, code.co_name)
+                location = self._cache.get(key)
+                if location is None:
+                    if len(self._cache) >= self._MAX_CACHED:
+                        self._cache.clear()
+                    location = self._cache[key] = self.code.location(*key)
+                return location
+            frame = frame.f_back
         return None
-    found = code.innermost_in_stack(sys._getframe(2))
-    if found is None and _current_greenlet is not None:
-        # Inside AsyncSession the sync code runs in a child greenlet whose stack ends at its start;
-        # the application's coroutine is suspended in the parent greenlet, awaiting it.
-        parent = _current_greenlet().parent
-        while found is None and parent is not None:
-            if parent.gr_frame is not None:
-                found = code.innermost_in_stack(parent.gr_frame)
-            parent = parent.parent
-    return found
 
 
 #: The exception an async caller was handling when it called rollback/close (see the module docstring).
@@ -398,12 +424,14 @@ def _rows_written(plan: _Plan, context: Any, result: Any, statement: Any) -> lis
                 rows.append(values)
         else:
             rows = [{name: _kept(params[key]) for name, key in plan.columns if key in params} for params in parameters]
-        returned = _inserted_keys(result, len(rows))
+        returned: list[tuple[Any, ...] | None] | None = None
         writes = []
         for index, values in enumerate(rows):
             key: tuple[Any, ...] | None = tuple(values.get(name) for name in plan.pk) if plan.pk else None
             if key is not None and any(part is None for part in key):
-                key = returned[index] if returned is not None else None
+                if returned is None:
+                    returned = _inserted_keys(result, len(rows)) or [None] * len(rows)
+                key = returned[index]
             writes.append(RowWrite(plan.table, "insert", key, values))
         return writes
     expansion = getattr(context, "_expanded_parameters", None) or {}
@@ -528,6 +556,7 @@ class OrmWatch:
         self.tables: frozenset[str] | None = frozenset(tables) if tables is not None else None
         #: Errors of the watch's own bookkeeping (the application never sees them): ``handler: Type: message``.
         self.problems: list[str] = []
+        self._locate = _Locator(code)
         self._lock = threading.RLock()
         self._depth = 0
         self._listeners: list[tuple[Any, str, Callable[..., Any]]] = []
@@ -645,7 +674,7 @@ class OrmWatch:
             pass
 
     def _where(self) -> CodeLocation | None:
-        return _app_location(self.code)
+        return self._locate()
 
     def _error(self, location: CodeLocation | None, exc: BaseException | None = None) -> ExceptionInfo | None:
         exc = exc if exc is not None else _in_flight()
@@ -982,10 +1011,12 @@ _WATCH_SERIAL = itertools.count(1)
 
 def _bind_url(bind: Any) -> str | None:
     """The database a bind (an Engine or a Connection) talks to, password removed."""
-    engine = getattr(bind, "engine", None)
-    url = getattr(engine, "url", None)
-    if url is None:
-        return None
+    url = getattr(getattr(bind, "engine", None), "url", None)
+    return _shown_url(url) if url is not None else None
+
+
+@functools.lru_cache(maxsize=64)
+def _shown_url(url: Any) -> str:
     try:
         return redact_url(url.render_as_string(hide_password=False))
     except Exception:

@@ -685,7 +685,7 @@ def test_two_watches_record_independently(engine: Engine) -> None:
 class _BrokenCode(AppCode):
     """An AppCode that fails: stands in for a bug in the watch's own bookkeeping."""
 
-    def innermost_in_stack(self, frame: Any = None, *, skip: int = 1) -> CodeLocation | None:
+    def owns(self, filename: str) -> bool:
         raise RuntimeError("bookkeeping bug")
 
 
