@@ -28,7 +28,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import fmt_ms, median, time_call  # noqa: E402
+from bench.common import fmt_ms, median, time_call
 
 __all__ = ["WatchCost", "measure_orm_watch"]
 
@@ -125,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         costs = measure_orm_watch(DatabaseFactory(cluster, prepare_template=migrate), args.runs)
     finally:
         cluster.stop()
-    print("| save | unwatched | watched | watched ÷ unwatched | CPU unwatched | CPU watched | CPU ratio | rows recorded | runs |")
+    print(
+        "| save | unwatched | watched | watched ÷ unwatched | CPU unwatched | CPU watched | CPU ratio | rows recorded | runs |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for cost in costs:
         print(

@@ -42,18 +42,31 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import itertools
 import re
 import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from sqlalchemy.sql.elements import TextClause
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import Pool
+from sqlalchemy.sql import operators, visitors
+from sqlalchemy.sql.elements import (
+    BinaryExpression,
+    BindParameter,
+    BooleanClauseList,
+    ColumnClause,
+    Grouping,
+    TextClause,
+)
 
 from harness.observe.code import AppCode, exception_info
 from harness.observe.timeline import (
@@ -179,7 +192,7 @@ class _AsyncHandover:
                 continue
             for name in self._METHODS:
                 original = cls.__dict__.get(name)
-                if original is not None and callable(original):
+                if original is not None and inspect.iscoroutinefunction(original):
                     self._saved.append((cls, name, original))
                     setattr(cls, name, _handing_over(original))
 
@@ -230,10 +243,6 @@ class _Plan:
     where: str | None = None
 
 
-def _columns(table: Any) -> list[Any]:
-    return list(table.c)
-
-
 def _build_plan(compiled: Any, table: Any, op: Op, sample: Mapping[str, Any]) -> _Plan:
     """Read once per compiled statement; ``sample`` is its first execution's parameters (their keys are fixed)."""
     statement = compiled.statement
@@ -250,11 +259,10 @@ def _build_plan(compiled: Any, table: Any, op: Op, sample: Mapping[str, Any]) ->
         if where_clause is None:
             where_sql = "TRUE"
         else:
-            from sqlalchemy.sql import visitors
-            from sqlalchemy.sql.elements import BindParameter
-
             where_names = {
-                bind_names.get(node, node.key) for node in visitors.iterate(where_clause) if isinstance(node, BindParameter)
+                bind_names.get(node, node.key)
+                for node in visitors.iterate(where_clause)
+                if isinstance(node, BindParameter)
             }
             key_terms = _key_terms(where_clause, fullname, set(pk), bind_names)
             if key_terms is not None and any(set(term) != set(pk) for term in key_terms):
@@ -267,13 +275,13 @@ def _build_plan(compiled: Any, table: Any, op: Op, sample: Mapping[str, Any]) ->
         rows = tuple(
             tuple(
                 (column.name, (f"{column.key}_m{index}", column.key) if index == 0 else (f"{column.key}_m{index}",))
-                for column in _columns(table)
+                for column in table.c
             )
             for index in range(len(multi_rows))
         )
         return _Plan(fullname, op, multi=rows, pk=pk)
     columns = []
-    for column in _columns(table):
+    for column in table.c:
         key = _parameter_key(column, explicit.get(column.key), bind_names, sample)
         if key is not None and key not in where_names:
             columns.append((column.name, key))
@@ -294,8 +302,6 @@ def _explicit_values(compiled: Any, table: Any) -> dict[str, Any]:
 
 def _parameter_key(column: Any, given: Any, bind_names: Mapping[Any, str], sample: Mapping[str, Any]) -> str | None:
     """Which parameter holds ``column``'s value (``None``: the statement computes it in SQL)."""
-    from sqlalchemy.sql.elements import BindParameter
-
     if given is None:
         return column.key
     if not isinstance(given, BindParameter):
@@ -309,9 +315,6 @@ def _parameter_key(column: Any, given: Any, bind_names: Mapping[Any, str], sampl
 
 def _key_terms(clause: Any, table: str, pk: set[str], bind_names: Mapping[Any, str]) -> _KeyTerms | None:
     """The primary keys a WHERE clause selects, as alternatives of column → parameter; None if not a key lookup."""
-    from sqlalchemy.sql import operators
-    from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList, ColumnClause, Grouping
-
     while isinstance(clause, Grouping):
         clause = clause.element
     if isinstance(clause, BooleanClauseList):
@@ -381,7 +384,9 @@ def _expanded(name: str, params: Mapping[str, Any], expansion: Mapping[str, list
     return values or None
 
 
-def _keys_from_where(plan: _Plan, params: Mapping[str, Any], expansion: Mapping[str, list[str]]) -> list[tuple[Any, ...]] | None:
+def _keys_from_where(
+    plan: _Plan, params: Mapping[str, Any], expansion: Mapping[str, list[str]]
+) -> list[tuple[Any, ...]] | None:
     assert plan.key_terms is not None
     keys: list[tuple[Any, ...]] = []
     for term in plan.key_terms:
@@ -437,7 +442,9 @@ def _rows_written(plan: _Plan, context: Any, result: Any, statement: Any) -> lis
     expansion = getattr(context, "_expanded_parameters", None) or {}
     writes = []
     for params in parameters:
-        values = {name: _kept(params[key]) for name, key in plan.columns if key in params} if plan.op == "update" else {}
+        values = (
+            {name: _kept(params[key]) for name, key in plan.columns if key in params} if plan.op == "update" else {}
+        )
         keys = _keys_from_where(plan, params, expansion) if plan.key_terms is not None else None
         if keys is None:
             writes.append(RowWrite(plan.table, plan.op, None, values, where=_where_with_values(statement, plan)))
@@ -570,7 +577,7 @@ class OrmWatch:
 
     # -- installation ---------------------------------------------------------------------------
 
-    def __enter__(self) -> OrmWatch:
+    def __enter__(self) -> Self:
         self.install()
         return self
 
@@ -586,11 +593,6 @@ class OrmWatch:
         self._depth += 1
         if self._depth > 1:
             return
-        from sqlalchemy import event
-        from sqlalchemy.engine import Engine
-        from sqlalchemy.orm import Session
-        from sqlalchemy.pool import Pool
-
         wanted: list[tuple[Any, str, Callable[..., Any]]] = [
             (Engine, "begin", self._guarded(self._on_begin)),
             (Engine, "after_execute", self._guarded(self._on_after_execute)),
@@ -631,8 +633,6 @@ class OrmWatch:
             self._confirm_commits()
 
     def _remove_listeners(self) -> None:
-        from sqlalchemy import event
-
         while self._listeners:
             target, name, listener = self._listeners.pop()
             if event.contains(target, name, listener):
@@ -703,9 +703,16 @@ class OrmWatch:
         """The Session's current unit; a new one when it has none, or was closed since."""
         unit = session.info.get(self._info_key)
         current_map = session.identity_map
-        if not isinstance(unit, _Unit) or unit.closed or unit.identity_map is None or unit.identity_map() is not current_map:
+        if (
+            not isinstance(unit, _Unit)
+            or unit.closed
+            or unit.identity_map is None
+            or unit.identity_map() is not current_map
+        ):
             # Session.close() (and reset()) replace the identity map: a closed Session used again is a new unit.
-            unit = self._new_unit("session", self._where(), time.perf_counter(), _bind_url(getattr(session, "bind", None)))
+            unit = self._new_unit(
+                "session", self._where(), time.perf_counter(), _bind_url(getattr(session, "bind", None))
+            )
             unit.session = weakref.ref(session)
             unit.identity_map = weakref.ref(current_map)
             session.info[self._info_key] = unit
@@ -751,7 +758,9 @@ class OrmWatch:
         location = self._where()
         if session.in_nested_transaction():
             discarded, unit.savepoint_discarded = unit.savepoint_discarded, []
-            self.timeline.add(UnitRolledBack(unit.token, tuple(discarded), location, self._error(location), savepoint=True))
+            self.timeline.add(
+                UnitRolledBack(unit.token, tuple(discarded), location, self._error(location), savepoint=True)
+            )
             return
         discarded = unit.savepoint_discarded + unit.pending()
         unit.savepoint_discarded = []
@@ -849,16 +858,19 @@ class OrmWatch:
             pass
         table = getattr(element, "table", None)
         op: Op | None = (
-            "insert" if getattr(element, "is_insert", False)
-            else "update" if getattr(element, "is_update", False)
-            else "delete" if getattr(element, "is_delete", False)
+            "insert"
+            if getattr(element, "is_insert", False)
+            else "update"
+            if getattr(element, "is_update", False)
+            else "delete"
+            if getattr(element, "is_delete", False)
             else None
         )
         plan = None
-        if table is not None and op is not None and hasattr(table, "fullname"):
-            if self.tables is None or table.fullname in self.tables:
-                sample = (context.compiled_parameters or [{}])[0]
-                plan = _build_plan(compiled, table, op, sample)
+        watched = table is not None and (self.tables is None or getattr(table, "fullname", None) in self.tables)
+        if watched and op is not None and hasattr(table, "fullname"):
+            sample = (context.compiled_parameters or [{}])[0]
+            plan = _build_plan(compiled, table, op, sample)
         self._plans[compiled] = plan
         return plan
 
@@ -910,7 +922,9 @@ class OrmWatch:
         error = context.sqlalchemy_exception or context.original_exception
         owner.txs = [other for other in owner.txs if other is not tx]
         self._units.pop(owner.token, None)
-        self.timeline.add(UnitRolledBack(owner.token, tuple(failed + tx.writes), location, self._error(location, error)))
+        self.timeline.add(
+            UnitRolledBack(owner.token, tuple(failed + tx.writes), location, self._error(location, error))
+        )
 
     def _confirm_commit(self, connection: Any) -> None:
         tx = self._committing.pop(connection, None)
@@ -995,7 +1009,9 @@ class OrmWatch:
             owner.savepoint_discarded.extend(discarded)
             return
         location = self._where()
-        self.timeline.add(UnitRolledBack(owner.token, tuple(discarded), location, self._error(location), savepoint=True))
+        self.timeline.add(
+            UnitRolledBack(owner.token, tuple(discarded), location, self._error(location), savepoint=True)
+        )
 
     def _on_release_savepoint(self, connection: Any, name: str, context: Any) -> None:
         tx = self._txs.get(connection)

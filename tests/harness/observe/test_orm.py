@@ -86,7 +86,9 @@ class Task(Base):
     __tablename__ = "tasks"
 
     id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
-    plan_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("plans.plan_id", deferrable=True, initially="DEFERRED"))
+    plan_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("plans.plan_id", deferrable=True, initially="DEFERRED")
+    )
     number: Mapped[int]
     title: Mapped[str] = mapped_column(String(200))
 
@@ -159,7 +161,9 @@ def database(postgres_cluster: Any) -> Iterator[str]:
 @pytest.fixture
 def engine(postgres_cluster: Any, database: str, driver: str) -> Iterator[Engine]:
     """The application's engine, through the driver under test."""
-    engine = create_engine(postgres_cluster.info.url(database, driver=f"postgresql+{driver}"), connect_args=CONNECT_ARGS)
+    engine = create_engine(
+        postgres_cluster.info.url(database, driver=f"postgresql+{driver}"), connect_args=CONNECT_ARGS
+    )
     try:
         yield engine
     finally:
@@ -173,9 +177,12 @@ def timeline() -> Timeline:
 
 
 @pytest.fixture
-def watch(timeline: Timeline) -> OrmWatch:
-    """A watch whose application code is this folder, recording the application's tables only."""
-    return OrmWatch(timeline, AppCode([THIS_FILE.parent]), tables=TABLES)
+def watch(timeline: Timeline) -> Iterator[OrmWatch]:
+    """A watch whose application code is this folder, recording the application's tables only; it must not fail."""
+    watch = OrmWatch(timeline, AppCode([THIS_FILE.parent]), tables=TABLES)
+    yield watch
+    assert watch.problems == []
+    assert not watch.installed
 
 
 def kinds(timeline: Timeline) -> list[str]:
@@ -196,19 +203,25 @@ def rows_in(engine: Engine, table: str) -> int:
 # -- sessions ------------------------------------------------------------------------------------
 
 
-def test_orm_add_and_commit_is_one_unit_with_its_rows_and_lines(engine: Engine, watch: OrmWatch, timeline: Timeline) -> None:
+def test_orm_add_and_commit_is_one_unit_with_its_rows_and_lines(
+    engine: Engine, watch: OrmWatch, timeline: Timeline
+) -> None:
     """An ORM add + commit is a session unit opened at its first begin, one row by key and column name, one commit."""
     plan_id = uuid.uuid4()
-    with watch:
-        with Session(engine) as session:
-            session.add(Plan(plan_id=plan_id, title="Clinic booking"))  # L:orm-add
-            session.commit()  # L:orm-commit
+    with watch, Session(engine) as session:
+        session.add(Plan(plan_id=plan_id, title="Clinic booking"))  # L:orm-add
+        session.commit()  # L:orm-commit
 
     assert kinds(timeline) == ["UnitOpened", "RowsWritten", "UnitCommitted"]
     opened, written, committed = list(timeline)
     assert isinstance(opened, UnitOpened) and opened.kind == "session"
     assert at(opened.location) == line("orm-add")
-    expected = RowWrite("plans", "insert", (plan_id,), {"plan_id": plan_id, "plan_title": "Clinic booking", "status": "draft", "tech_stack": {}})
+    expected = RowWrite(
+        "plans",
+        "insert",
+        (plan_id,),
+        {"plan_id": plan_id, "plan_title": "Clinic booking", "status": "draft", "tech_stack": {}},
+    )
     assert isinstance(written, RowsWritten) and written.writes == (expected,)
     assert written.via == "flush" and written.unit == opened.unit
     assert isinstance(committed, UnitCommitted) and committed.writes == (expected,) and committed.number == 1
@@ -239,7 +252,9 @@ def test_orm_bulk_insert_of_dicts_records_every_row_with_client_side_defaults(
 
     written = only(timeline, RowsWritten)
     assert written.via == "execute" and at(written.location) == line("bulk")
-    assert {write.key: write.values["plan_title"] for write in written.writes} == {(key,): title for key, title in stored.items()}
+    assert {write.key: write.values["plan_title"] for write in written.writes} == {
+        (key,): title for key, title in stored.items()
+    }
     assert all(write.values["status"] == "draft" for write in written.writes)
     assert only(timeline, UnitCommitted).writes == written.writes
 
@@ -249,7 +264,9 @@ def test_orm_bulk_insert_with_returning_knows_the_server_generated_keys(
 ) -> None:
     """An ORM bulk insert with RETURNING has each row's Identity key, as the database assigned it."""
     with watch, Session(engine) as session:
-        returned = session.scalars(insert(Task).returning(Task.id), [{"number": n, "title": f"t{n}"} for n in (1, 2, 3)]).all()
+        returned = session.scalars(
+            insert(Task).returning(Task.id), [{"number": n, "title": f"t{n}"} for n in (1, 2, 3)]
+        ).all()
         session.commit()
     written = only(timeline, RowsWritten)
     assert [write.key for write in written.writes] == [(key,) for key in returned]
@@ -268,7 +285,12 @@ def test_server_generated_keys_are_known_through_returning(engine: Engine, watch
             result = conn.execute(insert(Note.__table__).values(body="core"))
             core_key = tuple(result.inserted_primary_key)
 
-    written = {write.table: write.key for event in timeline.of(RowsWritten) for write in event.writes if write.values.get("body") != "core"}
+    written = {
+        write.table: write.key
+        for event in timeline.of(RowsWritten)
+        for write in event.writes
+        if write.values.get("body") != "core"
+    }
     assert written == keys
     core = [write for event in timeline.of(RowsWritten) for write in event.writes if write.values.get("body") == "core"]
     assert [write.key for write in core] == [core_key] and core_key[0] is not None
@@ -292,11 +314,10 @@ def test_double_commit_in_one_session_is_numbered_with_each_commits_line(
             session.close()
 
     factory = sessionmaker(engine, expire_on_commit=False)
-    with watch:
-        with get_db_context(factory) as db:
-            plan = Plan(title="twice")
-            db.add(plan)
-            db.commit()  # L:inner-commit
+    with watch, get_db_context(factory) as db:
+        plan = Plan(title="twice")
+        db.add(plan)
+        db.commit()  # L:inner-commit
 
     commits = timeline.of(UnitCommitted)
     assert [commit.number for commit in commits] == [1, 2]
@@ -322,22 +343,25 @@ def test_swallowing_scope_is_a_rollback_with_the_exception_it_swallowed(
             session.close()
 
     factory = sessionmaker(engine)
-    with watch:
-        with swallowing_scope(factory) as db:
-            db.add(Plan(title="lost"))
-            db.flush()
-            raise ValueError("the plan did not parse")  # L:swallowed-raise
+    with watch, swallowing_scope(factory) as db:
+        db.add(Plan(title="lost"))
+        db.flush()
+        raise ValueError("the plan did not parse")  # L:swallowed-raise
 
     rolled_back = only(timeline, UnitRolledBack)
     assert at(rolled_back.location) == line("swallow-rollback") and not rolled_back.savepoint
     assert rolled_back.error is not None and rolled_back.error.type == "ValueError"
-    assert rolled_back.error.message == "the plan did not parse" and at(rolled_back.error.location) == line("swallowed-raise")
+    assert rolled_back.error.message == "the plan did not parse" and at(rolled_back.error.location) == line(
+        "swallowed-raise"
+    )
     assert [write.values["plan_title"] for write in rolled_back.discarded] == ["lost"]
     assert not timeline.of(UnitCommitted) and not timeline.of(UnitClosed)
     assert rows_in(engine, "plans") == 0
 
 
-def test_a_flush_never_committed_is_pending_then_closed_uncommitted(engine: Engine, watch: OrmWatch, timeline: Timeline) -> None:
+def test_a_flush_never_committed_is_pending_then_closed_uncommitted(
+    engine: Engine, watch: OrmWatch, timeline: Timeline
+) -> None:
     """Rows flushed and never committed show in pending() and, once the session closes, in UnitClosed."""
     with watch:
         session = Session(engine)
@@ -391,7 +415,9 @@ def test_savepoint_rollback_discards_only_its_rows(engine: Engine, watch: OrmWat
     assert rows_in(engine, "plans") == 1
 
 
-def test_scoped_session_and_sessionmaker_subclasses_are_seen(engine: Engine, watch: OrmWatch, timeline: Timeline) -> None:
+def test_scoped_session_and_sessionmaker_subclasses_are_seen(
+    engine: Engine, watch: OrmWatch, timeline: Timeline
+) -> None:
     """A scoped_session made before the watch was installed is still seen (listeners are on the Session class)."""
     registry = scoped_session(sessionmaker(engine))
     registry().info["made"] = "before the watch"
@@ -409,10 +435,9 @@ def test_core_insert_and_executemany_in_engine_begin_are_a_connection_unit(
     engine: Engine, watch: OrmWatch, timeline: Timeline
 ) -> None:
     """engine.begin() with Core inserts is a connection unit: keys in primary-key order, committed at the block's end."""
-    with watch:
-        with engine.begin() as conn:  # L:core-begin
-            first = conn.execute(insert(tasks).values(number=1, title="one")).inserted_primary_key[0]
-            conn.execute(insert(edges), [{"depends_on": 1, "task_id": 2}, {"depends_on": 1, "task_id": 3}])  # L:core-many
+    with watch, engine.begin() as conn:  # L:core-begin
+        first = conn.execute(insert(tasks).values(number=1, title="one")).inserted_primary_key[0]
+        conn.execute(insert(edges), [{"depends_on": 1, "task_id": 2}, {"depends_on": 1, "task_id": 3}])  # L:core-many
 
     opened = only(timeline, UnitOpened)
     assert opened.kind == "connection" and at(opened.location) == line("core-begin")
@@ -437,7 +462,9 @@ def test_multi_row_values_insert_records_each_row(engine: Engine, watch: OrmWatc
 def test_updates_by_key_and_by_other_where_clauses(engine: Engine, watch: OrmWatch, timeline: Timeline) -> None:
     """An UPDATE by primary key (ORM, Core =, IN) has its keys; by another WHERE it has the WHERE clause instead."""
     with engine.begin() as conn:
-        ids = conn.scalars(insert(tasks).returning(tasks.c.id), [{"number": n, "title": f"t{n}"} for n in (1, 2, 3)]).all()
+        ids = conn.scalars(
+            insert(tasks).returning(tasks.c.id), [{"number": n, "title": f"t{n}"} for n in (1, 2, 3)]
+        ).all()
     with watch:
         with Session(engine) as session:
             task = session.get(Task, ids[0])
@@ -454,7 +481,11 @@ def test_updates_by_key_and_by_other_where_clauses(engine: Engine, watch: OrmWat
     assert by_key == (RowWrite("tasks", "update", (ids[1],), {"number": 20}),)
     assert [write.key for write in by_in] == [(ids[1],), (ids[2],)] and by_in[0].values == {"title": "bulk"}
     assert len(by_where) == 1 and by_where[0].key is None and by_where[0].values == {"number": 99}
-    assert by_where[0].where is not None and "tasks.title = 'bulk'" in by_where[0].where and "tasks.number > 10" in by_where[0].where
+    assert (
+        by_where[0].where is not None
+        and "tasks.title = 'bulk'" in by_where[0].where
+        and "tasks.number > 10" in by_where[0].where
+    )
 
 
 def test_deletes_by_key(engine: Engine, watch: OrmWatch, timeline: Timeline) -> None:
@@ -489,8 +520,11 @@ def test_raw_sql_writes_are_untracked_writes_naming_the_applications_tables(
     """text() and exec_driver_sql INSERTs are UntrackedWrite naming the watched tables; writes elsewhere are ignored."""
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE scratch (id int)")
+    edges_sql = text(
+        "INSERT INTO task_edges (task_id, depends_on) SELECT * FROM unnest(CAST(:a AS int[]), CAST(:b AS int[]))"
+    )
     with watch, engine.begin() as conn:
-        conn.execute(text("INSERT INTO task_edges (task_id, depends_on) SELECT * FROM unnest(CAST(:a AS int[]), CAST(:b AS int[]))"), {"a": [1], "b": [2]})  # L:text-insert
+        conn.execute(edges_sql, {"a": [1], "b": [2]})  # L:text-insert
         conn.exec_driver_sql("UPDATE audit.entries SET what = 'x' WHERE id = 1")
         conn.execute(text("INSERT INTO scratch VALUES (1)"))
         conn.execute(text("SELECT 'insert into tasks' AS not_a_write"))
@@ -511,18 +545,21 @@ def test_writes_to_tables_outside_the_watch_are_ignored(engine: Engine, timeline
     assert written == ["plans"]
 
 
-def test_a_connection_closed_with_rows_is_closed_uncommitted(engine: Engine, watch: OrmWatch, timeline: Timeline) -> None:
+def test_a_connection_closed_with_rows_is_closed_uncommitted(
+    engine: Engine, watch: OrmWatch, timeline: Timeline
+) -> None:
     """engine.connect() with an insert and no commit: pending while open, UnitClosed when closed."""
-    with watch:
-        with engine.connect() as conn:
-            conn.execute(insert(tasks).values(id=41, number=1, title="x"))
-            pending = watch.pending()
+    with watch, engine.connect() as conn:
+        conn.execute(insert(tasks).values(id=41, number=1, title="x"))
+        pending = watch.pending()
     closed = only(timeline, UnitClosed)
     assert [write.key for write in pending[closed.unit]] == [(41,)]
     assert [write.key for write in closed.uncommitted] == [(41,)] and not timeline.of(UnitRolledBack)
 
 
-def test_connection_savepoint_rollback_and_exception_rollback(engine: Engine, watch: OrmWatch, timeline: Timeline) -> None:
+def test_connection_savepoint_rollback_and_exception_rollback(
+    engine: Engine, watch: OrmWatch, timeline: Timeline
+) -> None:
     """On a Connection: a rolled-back savepoint drops its rows only; an exception leaving engine.begin() rolls back with it."""
     with watch:
         with engine.begin() as conn:
@@ -538,7 +575,11 @@ def test_connection_savepoint_rollback_and_exception_rollback(engine: Engine, wa
     assert savepoint_event.savepoint and [write.key for write in savepoint_event.discarded] == [(2,)]
     assert [write.key for write in only(timeline, UnitCommitted).writes] == [(1,)]
     assert not failed.savepoint and [write.key for write in failed.discarded] == [(3,)]
-    assert failed.error is not None and failed.error.type == "LookupError" and at(failed.error.location) == line("core-raise")
+    assert (
+        failed.error is not None
+        and failed.error.type == "LookupError"
+        and at(failed.error.location) == line("core-raise")
+    )
 
 
 def test_a_commit_the_database_refuses_is_no_commit(engine: Engine, watch: OrmWatch, timeline: Timeline) -> None:
@@ -562,7 +603,9 @@ def test_a_commit_the_database_refuses_is_no_commit(engine: Engine, watch: OrmWa
     assert rows_in(engine, "tasks") == 0
 
 
-def test_a_failed_flush_propagates_unchanged_and_is_a_rollback_with_it(engine: Engine, watch: OrmWatch, timeline: Timeline) -> None:
+def test_a_failed_flush_propagates_unchanged_and_is_a_rollback_with_it(
+    engine: Engine, watch: OrmWatch, timeline: Timeline
+) -> None:
     """A duplicate key: the app gets SQLAlchemy's IntegrityError as without the watch; the unit's rollback carries it."""
     with engine.begin() as conn:
         conn.execute(insert(tasks).values(id=5, number=1, title="taken"))
@@ -582,7 +625,9 @@ def test_a_second_engine_to_another_database_is_seen_as_another_database(
     other = postgres_cluster.create_database()
     try:
         _prepare(postgres_cluster, other)
-        other_engine = create_engine(postgres_cluster.info.url(other, driver=f"postgresql+{driver}"), connect_args=CONNECT_ARGS)
+        other_engine = create_engine(
+            postgres_cluster.info.url(other, driver=f"postgresql+{driver}"), connect_args=CONNECT_ARGS
+        )
         with watch:
             with Session(engine) as session:
                 session.add(Plan(title="here"))
@@ -596,7 +641,9 @@ def test_a_second_engine_to_another_database_is_seen_as_another_database(
     assert [url.rsplit("/", 1)[-1] for url in urls] == [database, other]
 
 
-def test_secret_shaped_values_in_a_where_clause_are_redacted(engine: Engine, watch: OrmWatch, timeline: Timeline) -> None:
+def test_secret_shaped_values_in_a_where_clause_are_redacted(
+    engine: Engine, watch: OrmWatch, timeline: Timeline
+) -> None:
     """A WHERE clause recorded as SQL never carries an API-key-shaped value."""
     key = "sk-ant-api03-abcdefghijklmnop"
     with watch, engine.begin() as conn:
@@ -608,7 +655,9 @@ def test_secret_shaped_values_in_a_where_clause_are_redacted(engine: Engine, wat
 # -- async ---------------------------------------------------------------------------------------
 
 
-def test_async_session_with_psycopg_async(postgres_cluster: Any, database: str, watch: OrmWatch, timeline: Timeline) -> None:
+def test_async_session_with_psycopg_async(
+    postgres_cluster: Any, database: str, watch: OrmWatch, timeline: Timeline
+) -> None:
     """AsyncSession (psycopg 3 async): rows, commit and swallowed-exception rollback at the coroutine's lines."""
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
