@@ -34,7 +34,7 @@ psycopg 3 and psycopg2; see ``tests/harness/observe/test_orm.py``):
 The watcher never changes what a statement does: its handlers swallow their own errors (kept in
 :attr:`OrmWatch.problems`). One exception to "events only": inside an ``AsyncSession`` the sync
 rollback runs in a greenlet that cannot see the coroutine's exception, so while a watch is
-installed the async ``rollback``/``close``/``__aexit__`` methods of ``sqlalchemy.ext.asyncio`` are
+installed the async ``rollback`` and ``__aexit__`` methods of ``sqlalchemy.ext.asyncio`` are
 wrapped to hand the exception being handled to the rollback event through a context variable.
 """
 
@@ -145,7 +145,7 @@ class _Locator:
         return None
 
 
-#: The exception an async caller was handling when it called rollback/close (see the module docstring).
+#: The exception an async caller was handling when it called rollback (see the module docstring).
 _async_in_flight: ContextVar[BaseException | None] = ContextVar("harness_orm_async_in_flight", default=None)
 
 
@@ -155,9 +155,9 @@ def _in_flight() -> BaseException | None:
 
 
 class _AsyncHandover:
-    """Wraps the async rollback/close entry points while at least one watch is installed (refcounted)."""
+    """Wraps the async rollback entry points while at least one watch is installed (refcounted)."""
 
-    _METHODS = ("rollback", "close", "__aexit__")
+    _METHODS = ("rollback", "__aexit__")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -547,6 +547,8 @@ class _Tx:
     commit_location: CodeLocation | None = None
     commit_at: float = 0.0
     dbapi_id: int | None = None
+    #: The Session using the connection (its owner's, or one that joined a transaction the application began).
+    session: weakref.ref[Any] | None = None
 
 
 class OrmWatch:
@@ -568,7 +570,9 @@ class OrmWatch:
         self._depth = 0
         self._listeners: list[tuple[Any, str, Callable[..., Any]]] = []
         self._serial = next(_WATCH_SERIAL)
-        self._info_key = f"masterplan-harness.orm-unit.{self._serial}"
+        #: The key under which a Session's unit token is kept in ``session.info`` (one per watch).
+        self.info_key = f"masterplan-harness.orm-unit.{self._serial}"
+        self._session_units: weakref.WeakKeyDictionary[Any, _Unit] = weakref.WeakKeyDictionary()
         self._unit_numbers = itertools.count(1)
         self._units: dict[str, _Unit] = {}
         self._txs: weakref.WeakKeyDictionary[Any, _Tx] = weakref.WeakKeyDictionary()
@@ -647,6 +651,12 @@ class OrmWatch:
             found = {token: tuple(unit.pending()) for token, unit in self._units.items()}
         return {token: writes for token, writes in found.items() if writes}
 
+    def unit_of(self, session: Any) -> str | None:
+        """The token of the unit a Session (or an AsyncSession) is in, as this watch named it."""
+        info = getattr(getattr(session, "sync_session", session), "info", {})
+        token = info.get(self.info_key)
+        return token if isinstance(token, str) else None
+
     # -- plumbing ---------------------------------------------------------------------------------
 
     def _guarded(self, handler: Callable[..., None]) -> Callable[..., None]:
@@ -701,10 +711,10 @@ class OrmWatch:
 
     def _session_unit(self, session: Any) -> _Unit:
         """The Session's current unit; a new one when it has none, or was closed since."""
-        unit = session.info.get(self._info_key)
+        unit = self._session_units.get(session)
         current_map = session.identity_map
         if (
-            not isinstance(unit, _Unit)
+            unit is None
             or unit.closed
             or unit.identity_map is None
             or unit.identity_map() is not current_map
@@ -715,7 +725,8 @@ class OrmWatch:
             )
             unit.session = weakref.ref(session)
             unit.identity_map = weakref.ref(current_map)
-            session.info[self._info_key] = unit
+            self._session_units[session] = unit
+            session.info[self.info_key] = unit.token
         return unit
 
     def _on_transaction_create(self, session: Any, transaction: Any) -> None:
@@ -732,6 +743,7 @@ class OrmWatch:
         if transaction.nested:
             return
         tx = self._tx(connection)
+        tx.session = weakref.ref(session)
         if tx.owner is None and _session_owns(transaction, connection):
             tx.owner = unit
             unit.txs.append(tx)
@@ -771,8 +783,8 @@ class OrmWatch:
     def _on_transaction_end(self, session: Any, transaction: Any) -> None:
         if transaction.parent is not None:
             return
-        unit = session.info.get(self._info_key)
-        if not isinstance(unit, _Unit):
+        unit = self._session_units.get(session)
+        if unit is None:
             return
         if not unit.settled:
             uncommitted = unit.savepoint_discarded + unit.pending()
@@ -839,7 +851,7 @@ class OrmWatch:
             if not writes:
                 return
             tx.writes.extend(writes)
-            session = unit.session() if unit.session is not None else None
+            session = tx.session() if tx.session is not None else None
             via: Literal["flush", "execute"] = "flush" if getattr(session, "_flushing", False) else "execute"
             self.timeline.add(RowsWritten(unit.token, tuple(writes), location, via=via))
         elif isinstance(element, TextClause):

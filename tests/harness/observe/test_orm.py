@@ -211,10 +211,11 @@ def test_orm_add_and_commit_is_one_unit_with_its_rows_and_lines(
     with watch, Session(engine) as session:
         session.add(Plan(plan_id=plan_id, title="Clinic booking"))  # L:orm-add
         session.commit()  # L:orm-commit
+        token = watch.unit_of(session)
 
     assert kinds(timeline) == ["UnitOpened", "RowsWritten", "UnitCommitted"]
     opened, written, committed = list(timeline)
-    assert isinstance(opened, UnitOpened) and opened.kind == "session"
+    assert isinstance(opened, UnitOpened) and opened.kind == "session" and opened.unit == token
     assert at(opened.location) == line("orm-add")
     expected = RowWrite(
         "plans",
@@ -428,6 +429,26 @@ def test_scoped_session_and_sessionmaker_subclasses_are_seen(
     assert [write.values["plan_title"] for write in only(timeline, UnitCommitted).writes] == ["scoped"]
 
 
+def test_a_session_joining_the_applications_transaction_commits_nothing_itself(
+    engine: Engine, watch: OrmWatch, timeline: Timeline
+) -> None:
+    """Session(bind=conn) inside conn.begin(): its commit makes nothing durable; the connection's commit does."""
+    with watch, engine.connect() as conn:
+        transaction = conn.begin()  # L:external-begin
+        with Session(bind=conn) as session:
+            session.add(Plan(title="joined"))
+            session.commit()  # L:joined-commit
+        transaction.commit()  # L:external-commit
+
+    session_commit, connection_commit = timeline.of(UnitCommitted)
+    assert session_commit.writes == () and at(session_commit.location) == line("joined-commit")
+    assert [write.values["plan_title"] for write in connection_commit.writes] == ["joined"]
+    assert at(connection_commit.location) == line("external-commit")
+    owner = next(event for event in timeline.of(UnitOpened) if event.unit == connection_commit.unit)
+    assert owner.kind == "connection" and at(owner.location) == line("external-begin")
+    assert only(timeline, RowsWritten).via == "flush"
+
+
 # -- Core ----------------------------------------------------------------------------------------
 
 
@@ -528,12 +549,25 @@ def test_raw_sql_writes_are_untracked_writes_naming_the_applications_tables(
         conn.exec_driver_sql("UPDATE audit.entries SET what = 'x' WHERE id = 1")
         conn.execute(text("INSERT INTO scratch VALUES (1)"))
         conn.execute(text("SELECT 'insert into tasks' AS not_a_write"))
+        conn.execute(insert(edges).from_select(["task_id", "depends_on"], select(tasks.c.id, tasks.c.number)))
 
     untracked = timeline.of(UntrackedWrite)
-    assert [event.tables for event in untracked] == [("task_edges",), ("audit.entries",)]
+    assert [event.tables for event in untracked] == [("task_edges",), ("audit.entries",), ("task_edges",)]
+    assert untracked[2].sql.startswith("INSERT INTO task_edges (task_id, depends_on) SELECT")
     assert untracked[0].sql.startswith("INSERT INTO task_edges") and at(untracked[0].location) == line("text-insert")
     assert not timeline.of(RowsWritten)
     assert only(timeline, UnitCommitted).writes == ()
+
+
+def test_without_a_table_list_every_table_is_recorded(engine: Engine, timeline: Timeline) -> None:
+    """tables=None records writes to any table, raw SQL naming its tables as PostgreSQL folds them."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE scratch (id int)")
+    with OrmWatch(timeline, None), engine.begin() as conn:
+        conn.execute(text('INSERT INTO Scratch VALUES (1); INSERT INTO "app"."widgets" (id, name) VALUES (9, \'x\')'))
+        conn.execute(insert(AuditEntry.__table__).values(id=3, what="y"))
+    assert only(timeline, UntrackedWrite).tables == ("scratch", "app.widgets")
+    assert [write.table for write in only(timeline, RowsWritten).writes] == ["audit.entries"]
 
 
 def test_writes_to_tables_outside_the_watch_are_ignored(engine: Engine, timeline: Timeline) -> None:
