@@ -515,7 +515,7 @@ class _Unit:
     database_url: str | None = None
     session: weakref.ref[Any] | None = None
     #: The Session's identity map when the unit began (weakly): a new one means the Session was closed since.
-    identity_map: weakref.ref[Any] | None = None
+    identity_map: Callable[[], Any] = lambda: None
     opened: UnitOpened | None = None
     commits: int = 0
     #: Transactions of this unit on their connections, not yet ended.
@@ -709,17 +709,13 @@ class OrmWatch:
 
     # -- sessions -------------------------------------------------------------------------------
 
-    def _session_unit(self, session: Any) -> _Unit:
-        """The Session's current unit; a new one when it has none, or was closed since."""
+    def _session_unit(self, session: Any, *, beginning: bool = False) -> _Unit:
+        """The Session's current unit; a new one when it has none, or (at a begin) was closed since."""
         unit = self._session_units.get(session)
         current_map = session.identity_map
-        if (
-            unit is None
-            or unit.closed
-            or unit.identity_map is None
-            or unit.identity_map() is not current_map
-        ):
-            # Session.close() (and reset()) replace the identity map: a closed Session used again is a new unit.
+        # Session.close() (and reset()) replace the identity map: a closed Session used again is a new unit.
+        reopened = beginning and unit is not None and (unit.closed or unit.identity_map() is not current_map)
+        if unit is None or reopened:
             unit = self._new_unit(
                 "session", self._where(), time.perf_counter(), _bind_url(getattr(session, "bind", None))
             )
@@ -731,7 +727,7 @@ class OrmWatch:
 
     def _on_transaction_create(self, session: Any, transaction: Any) -> None:
         if transaction.parent is None:
-            unit = self._session_unit(session)
+            unit = self._session_unit(session, beginning=True)
             unit.settled = False
 
     def _on_session_begin(self, session: Any, transaction: Any, connection: Any) -> None:

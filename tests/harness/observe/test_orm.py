@@ -616,6 +616,35 @@ def test_connection_savepoint_rollback_and_exception_rollback(
     )
 
 
+def test_rolling_back_an_outer_savepoint_discards_the_inner_ones_too(
+    engine: Engine, watch: OrmWatch, timeline: Timeline
+) -> None:
+    """ROLLBACK TO an outer savepoint also discards the rows of a savepoint released inside it."""
+    with watch, engine.begin() as conn:
+        conn.execute(insert(tasks).values(id=1, number=1, title="kept"))
+        outer = conn.begin_nested()
+        conn.execute(insert(tasks).values(id=2, number=2, title="outer"))
+        inner = conn.begin_nested()
+        conn.execute(insert(tasks).values(id=3, number=3, title="inner"))
+        inner.commit()
+        outer.rollback()
+        conn.execute(insert(tasks).values(id=4, number=4, title="after"))
+    assert [write.key for write in only(timeline, UnitRolledBack).discarded] == [(2,), (3,)]
+    assert [write.key for write in only(timeline, UnitCommitted).writes] == [(1,), (4,)]
+    assert rows_in(engine, "tasks") == 2
+
+
+def test_expunge_all_inside_a_transaction_keeps_the_unit(engine: Engine, watch: OrmWatch, timeline: Timeline) -> None:
+    """session.expunge_all() mid-transaction is not a close: the commit still belongs to the unit that wrote."""
+    with watch, Session(engine) as session:
+        session.add(Plan(title="a"))
+        session.flush()
+        session.expunge_all()
+        session.commit()
+    assert len(timeline.of(UnitOpened)) == 1
+    assert [write.values["plan_title"] for write in only(timeline, UnitCommitted).writes] == ["a"]
+
+
 def test_a_commit_the_database_refuses_is_no_commit(engine: Engine, watch: OrmWatch, timeline: Timeline) -> None:
     """A deferred foreign key failing at COMMIT: the app gets the same IntegrityError, and no UnitCommitted is recorded."""
     with watch:
