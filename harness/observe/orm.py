@@ -112,6 +112,8 @@ class _Locator:
     def __init__(self, code: AppCode | None) -> None:
         self.code = code
         self._cache: dict[tuple[str, int, str], CodeLocation] = {}
+        #: Code object → it is the application's (a dict lookup per frame instead of a path check).
+        self._owned: dict[Any, bool] = {}
 
     def __call__(self) -> CodeLocation | None:
         if self.code is None:
@@ -129,11 +131,14 @@ class _Locator:
 
     def _innermost(self, frame: Any) -> CodeLocation | None:
         assert self.code is not None
-        owns = self.code.owns
+        owned = self._owned
         while frame is not None:
             code = frame.f_code
-            # The watch's own frames never count, even where its package is the application's (ours).
-            if code.co_filename != __file__ and owns(code.co_filename):
+            mine = owned.get(code)
+            if mine is None:
+                # The watch's own frames never count, even where its package is the application's (ours).
+                mine = owned[code] = code.co_filename != __file__ and self.code.owns(code.co_filename)
+            if mine:
                 key = (code.co_filename, frame.f_lineno, code.co_name)
                 location = self._cache.get(key)
                 if location is None:

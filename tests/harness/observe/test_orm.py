@@ -651,7 +651,7 @@ def test_a_commit_the_database_refuses_is_no_commit(engine: Engine, watch: OrmWa
         conn = engine.connect()
         conn.execute(insert(tasks).values(id=1, plan_id=uuid.uuid4(), number=1, title="orphan"))
         with pytest.raises(IntegrityError):
-            conn.commit()
+            conn.commit()  # L:refused-commit
         conn.close()
         with Session(engine) as session:
             session.add(Task(id=2, plan_id=uuid.uuid4(), number=2, title="orphan too"))
@@ -662,7 +662,9 @@ def test_a_commit_the_database_refuses_is_no_commit(engine: Engine, watch: OrmWa
     assert not timeline.of(UnitCommitted)
     discarded = [[write.key for write in event.discarded] for event in timeline.of(UnitRolledBack)]
     assert discarded == [[(1,)], [(2,)]]
-    assert timeline.of(UnitRolledBack)[0].error is not None
+    refused = timeline.of(UnitRolledBack)[0]
+    assert refused.error is not None and refused.error.type == "IntegrityError"
+    assert at(refused.location) == line("refused-commit") and at(refused.error.location) == line("refused-commit")
     assert rows_in(engine, "tasks") == 0
 
 
