@@ -811,3 +811,11 @@ def test_bookkeeping_errors_never_reach_the_application(engine: Engine, timeline
         session.commit()
     assert rows_in(engine, "plans") == 1
     assert watch.problems and "RuntimeError: bookkeeping bug" in watch.problems[0]
+
+
+def test_public_surface_is_the_watch_alone() -> None:
+    """The module exports OrmWatch only, through a sorted __all__."""
+    from harness.observe import orm
+
+    assert orm.__all__ == sorted(orm.__all__) == ["OrmWatch"]
+    assert all(hasattr(orm, name) for name in orm.__all__)
