@@ -93,7 +93,7 @@ _MAX_PROBLEMS = 50
 #: Primary keys expanded from one WHERE clause (an IN of more rows is recorded by its WHERE).
 _MAX_KEYS = 10_000
 
-Op = Literal["insert", "update", "delete"]
+_Op = Literal["insert", "update", "delete"]
 
 try:  # greenlet is how SQLAlchemy runs sync code for AsyncSession; optional otherwise
     from greenlet import getcurrent as _current_greenlet
@@ -233,7 +233,7 @@ class _Plan:
     """How to read rows out of one compiled DML statement's parameters (cached per compiled object)."""
 
     table: str
-    op: Op | None
+    op: _Op | None
     #: ``op`` is None: rows cannot be known (INSERT ... SELECT); the statement is an UntrackedWrite.
     sql: str = ""
     #: Column name → parameter key, for a statement whose parameters are one row each.
@@ -248,7 +248,7 @@ class _Plan:
     where: str | None = None
 
 
-def _build_plan(compiled: Any, table: Any, op: Op, sample: Mapping[str, Any]) -> _Plan:
+def _build_plan(compiled: Any, table: Any, op: _Op, sample: Mapping[str, Any]) -> _Plan:
     """Read once per compiled statement; ``sample`` is its first execution's parameters (their keys are fixed)."""
     statement = compiled.statement
     fullname = str(table.fullname)
@@ -870,7 +870,7 @@ class OrmWatch:
         except KeyError:
             pass
         table = getattr(element, "table", None)
-        op: Op | None = (
+        op: _Op | None = (
             "insert"
             if getattr(element, "is_insert", False)
             else "update"
@@ -1057,8 +1057,9 @@ def _session_owns(transaction: Any, connection: Any) -> bool:
     entry = getattr(transaction, "_connections", {}).get(connection)
     if not isinstance(entry, tuple) or len(entry) < 3:
         return True
-    _conn, joined, should_commit = entry[:3]
-    return bool(should_commit) and joined is connection.get_transaction()
+    # SessionTransaction._connections: connection -> (connection, transaction, should_commit, autoclose)
+    _connection, used, should_commit = entry[:3]
+    return bool(should_commit) and used is connection.get_transaction()
 
 
 def _closing_connection() -> bool:

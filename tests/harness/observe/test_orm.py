@@ -449,6 +449,22 @@ def test_a_session_joining_the_applications_transaction_commits_nothing_itself(
     assert only(timeline, RowsWritten).via == "flush"
 
 
+def test_sessions_in_threads_are_separate_units(engine: Engine, watch: OrmWatch, timeline: Timeline) -> None:
+    """Sessions committing from several threads at once each get their own unit with their own row."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def save(number: int) -> None:
+        with Session(engine) as session:
+            session.add(Task(id=number, number=number, title=f"thread {number}"))
+            session.commit()
+
+    with watch, ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(save, range(1, 9)))
+    commits = timeline.of(UnitCommitted)
+    assert sorted(write.key for commit in commits for write in commit.writes) == [(n,) for n in range(1, 9)]
+    assert len({commit.unit for commit in commits}) == 8 and all(commit.number == 1 for commit in commits)
+
+
 # -- Core ----------------------------------------------------------------------------------------
 
 
