@@ -440,7 +440,11 @@ def _rows_written(plan: _Plan, context: Any, result: Any, statement: Any) -> lis
             key: tuple[Any, ...] | None = tuple(values.get(name) for name in plan.pk) if plan.pk else None
             if key is not None and any(part is None for part in key):
                 if returned is None:
-                    returned = _inserted_keys(result, len(rows)) or [None] * len(rows)
+                    returned = (
+                        _inserted_keys(result, len(rows))
+                        or _returned_keys(result, context, plan.pk, len(rows))
+                        or [None] * len(rows)
+                    )
                 key = returned[index]
             writes.append(RowWrite(plan.table, "insert", key, values))
         return writes
@@ -467,6 +471,29 @@ def _inserted_keys(result: Any, rows: int) -> list[tuple[Any, ...] | None] | Non
     if not known or len(known) != rows:
         return None
     return [tuple(key) if key is not None and all(part is not None for part in key) else None for key in known]
+
+
+def _returned_keys(result: Any, context: Any, pk: tuple[str, ...], rows: int) -> list[tuple[Any, ...] | None] | None:
+    """Primary keys from the application's own ``.returning(...)``, read without taking its rows away.
+
+    SQLAlchemy refuses ``inserted_primary_key`` when the statement has an explicit RETURNING. Its
+    rows are read here and the result is rewound onto them (``CursorResult._rewind``, what
+    SQLAlchemy itself does for ``return_defaults()`` with supplemental columns), so the application
+    fetches the same rows afterwards. Only when each row can be matched to its parameters: one
+    row, or ``sort_by_parameter_order=True``.
+    """
+    if not pk or not getattr(context, "_is_explicit_returning", False) or not hasattr(result, "_rewind"):
+        return None
+    imv = getattr(context.compiled, "_insertmanyvalues", None)
+    if rows != 1 and not getattr(imv, "sort_by_parameter_order", False):
+        return None
+    if not set(pk) <= set(result.keys()):
+        return None
+    fetched = result.all()
+    result._rewind(fetched)
+    if len(fetched) != rows:
+        return None
+    return [tuple(row._mapping[name] for name in pk) for row in fetched]
 
 
 def _where_with_values(statement: Any, plan: _Plan) -> str | None:

@@ -297,6 +297,31 @@ def test_server_generated_keys_are_known_through_returning(engine: Engine, watch
     assert [write.key for write in core] == [core_key] and core_key[0] is not None
 
 
+def test_keys_from_the_applications_own_returning_and_its_rows_still_there(
+    engine: Engine, watch: OrmWatch, timeline: Timeline
+) -> None:
+    """Core insert(...).returning(key): the row's key is recorded, and the application still fetches its rows."""
+    with watch, engine.begin() as conn:
+        note_id = conn.execute(
+            insert(Note.__table__).values(body="one").returning(Note.__table__.c.note_id)
+        ).scalar_one()
+        many = conn.execute(
+            insert(tasks).returning(tasks.c.id, tasks.c.title, sort_by_parameter_order=True),
+            [{"number": n, "title": f"t{n}"} for n in (1, 2, 3)],
+        ).all()
+        unordered = conn.execute(
+            insert(tasks).returning(tasks.c.id), [{"number": n, "title": "u"} for n in (4, 5)]
+        ).all()
+    single, ordered, unknown = [event.writes for event in timeline.of(RowsWritten)]
+    assert [write.key for write in single] == [(note_id,)]
+    assert [write.key for write in ordered] == [(row.id,) for row in many] and [row.title for row in many] == [
+        "t1",
+        "t2",
+        "t3",
+    ]
+    assert len(unordered) == 2 and [write.key for write in unknown] == [None, None]
+
+
 def test_double_commit_in_one_session_is_numbered_with_each_commits_line(
     engine: Engine, watch: OrmWatch, timeline: Timeline
 ) -> None:
