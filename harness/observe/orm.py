@@ -49,6 +49,7 @@ import sys
 import threading
 import time
 import weakref
+from types import FrameType
 from collections.abc import Callable, Collection, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -119,6 +120,9 @@ class _Locator:
         if self.code is None:
             return None
         found = self._innermost(sys._getframe(1))
+        caller = _async_caller.get() if found is None else None
+        if caller is not None:
+            found = self._innermost(caller[1])
         if found is None and _current_greenlet is not None:
             # Inside AsyncSession the sync code runs in a child greenlet whose stack ends at its start;
             # the application's coroutine is suspended in the parent greenlet, awaiting it.
@@ -150,13 +154,17 @@ class _Locator:
         return None
 
 
-#: The exception an async caller was handling when it called rollback (see the module docstring).
-_async_in_flight: ContextVar[BaseException | None] = ContextVar("harness_orm_async_in_flight", default=None)
+#: The exception an async caller was handling when it called rollback or __aexit__, and the caller's frame
+#: (SQLAlchemy may run the sync part in a shielded task whose stack does not lead back to the caller).
+_async_caller: ContextVar[tuple[BaseException | None, FrameType] | None] = ContextVar(
+    "harness_orm_async_caller", default=None
+)
 
 
 def _in_flight() -> BaseException | None:
     """The exception being handled right now by the code that caused this event, if any."""
-    return sys.exception() or _async_in_flight.get()
+    caller = _async_caller.get()
+    return sys.exception() or (caller[0] if caller is not None else None)
 
 
 class _AsyncHandover:
@@ -204,11 +212,13 @@ class _AsyncHandover:
 
 def _handing_over(method: Callable[..., Any]) -> Callable[..., Any]:
     async def handing_over(*args: Any, **kwargs: Any) -> Any:
-        token = _async_in_flight.set(sys.exception() or _async_in_flight.get())
+        outer = _async_caller.get()
+        handled = sys.exception() or (outer[0] if outer is not None else None)
+        token = _async_caller.set((handled, sys._getframe(1)))
         try:
             return await method(*args, **kwargs)
         finally:
-            _async_in_flight.reset(token)
+            _async_caller.reset(token)
 
     handing_over.__name__ = method.__name__
     handing_over.__qualname__ = method.__qualname__
@@ -581,6 +591,8 @@ class _Tx:
     dbapi_id: int | None = None
     #: The Session using the connection (its owner's, or one that joined a transaction the application began).
     session: weakref.ref[Any] | None = None
+    #: An INSERT/UPDATE/DELETE on a watched table failed in this transaction.
+    failed_write: bool = False
 
 
 class OrmWatch:
@@ -914,20 +926,36 @@ class OrmWatch:
         self._plans[compiled] = plan
         return plan
 
-    def _text_write(self, connection: Any, sql: str) -> None:
+    def _is_watched_write(self, context: Any) -> bool:
+        """The statement of an execution context is an INSERT/UPDATE/DELETE (or raw SQL) on a watched table."""
+        compiled = getattr(context, "compiled", None)
+        if compiled is None:
+            statement = getattr(context, "statement", None)
+            return isinstance(statement, str) and self._text_tables(statement) is not None
+        element = compiled.statement
+        if isinstance(element, TextClause):
+            return self._text_tables(compiled.string) is not None
+        table = getattr(element, "table", None) if getattr(element, "is_dml", False) else None
+        return table is not None and (self.tables is None or getattr(table, "fullname", None) in self.tables)
+
+    def _text_tables(self, sql: str) -> tuple[str, ...] | None:
+        """The watched tables raw SQL writes to (None: it writes to none of them)."""
         named = _text_write_tables(sql)
         if named is None:
-            return
+            return None
         if self.tables is None:
-            tables = tuple(named)
-        else:
-            tables = tuple(
-                table
-                for table in sorted(self.tables)
-                if any(table == name or ("." not in name and table.rsplit(".", 1)[-1] == name) for name in named)
-            )
-            if not tables:
-                return
+            return tuple(named)
+        tables = tuple(
+            table
+            for table in sorted(self.tables)
+            if any(table == name or ("." not in name and table.rsplit(".", 1)[-1] == name) for name in named)
+        )
+        return tables or None
+
+    def _text_write(self, connection: Any, sql: str) -> None:
+        tables = self._text_tables(sql)
+        if tables is None:
+            return
         unit = self._owner(self._tx(connection), connection)
         self.timeline.add(UntrackedWrite(unit.token, _sql_text(sql), tables, self._where()))
 
@@ -949,6 +977,8 @@ class OrmWatch:
         connection = getattr(context, "connection", None)
         tx = self._committing.pop(connection, None) if connection is not None else None
         if tx is None or tx.committing is None:
+            if connection is not None and self._is_watched_write(getattr(context, "execution_context", None)):
+                self._tx(connection).failed_write = True
             return
         # The COMMIT failed: PostgreSQL has ended the transaction, nothing of it is durable.
         failed, tx.committing = tx.committing, None
@@ -1002,9 +1032,17 @@ class OrmWatch:
         failed = self._committing.pop(connection, None)
         if tx is None:
             tx = failed
-        if tx is None or tx.owner is None:
+        if tx is None:
             return
+        closing = _closing_connection()
+        if tx.owner is None:
+            # Nothing recorded in it; still a fact when a write to the application's tables failed in it,
+            # or when the application rolled it back while handling an exception (a scope that may swallow it).
+            if not (tx.failed_write or (not closing and _in_flight() is not None)):
+                return
+            self._owner(tx, connection)
         owner = tx.owner
+        assert owner is not None
         if owner.kind == "session":
             return  # the Session's after_rollback (or close) reports what it discarded
         discarded = (*(tx.committing or ()), *tx.writes)
@@ -1012,7 +1050,7 @@ class OrmWatch:
         owner.txs = [other for other in owner.txs if other is not tx]
         self._units.pop(owner.token, None)
         location = self._where()
-        if _closing_connection():
+        if closing:
             self.timeline.add(UnitClosed(owner.token, discarded, location))
         else:
             self.timeline.add(UnitRolledBack(owner.token, discarded, location, self._error(location)))

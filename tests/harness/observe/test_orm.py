@@ -782,6 +782,9 @@ def test_async_session_with_psycopg_async(
                     raise ValueError("async parse failed")  # L:async-raise
                 except ValueError:
                     await session.rollback()  # L:async-rollback
+            async with AsyncSession(engine) as session:  # L:async-close
+                session.add(Plan(title="never committed"))
+                await session.flush()
             return plan_id
         finally:
             await engine.dispose()
@@ -789,7 +792,7 @@ def test_async_session_with_psycopg_async(
     with watch:
         plan_id = asyncio.run(flow())
 
-    first, second = timeline.of(UnitOpened)
+    first, second, third = timeline.of(UnitOpened)
     assert at(first.location) == line("async-add")
     committed = only(timeline, UnitCommitted)
     assert at(committed.location) == line("async-commit") and [write.key for write in committed.writes] == [(plan_id,)]
@@ -797,6 +800,9 @@ def test_async_session_with_psycopg_async(
     assert rolled_back.unit == second.unit and at(rolled_back.location) == line("async-rollback")
     assert rolled_back.error is not None and rolled_back.error.type == "ValueError"
     assert at(rolled_back.error.location) == line("async-raise")
+    closed = only(timeline, UnitClosed)
+    assert closed.unit == third.unit and at(closed.location) == line("async-close")
+    assert [write.values["plan_title"] for write in closed.uncommitted] == ["never committed"]
 
 
 # -- installation --------------------------------------------------------------------------------
@@ -852,11 +858,3 @@ def test_bookkeeping_errors_never_reach_the_application(engine: Engine, timeline
         session.commit()
     assert rows_in(engine, "plans") == 1
     assert watch.problems and "RuntimeError: bookkeeping bug" in watch.problems[0]
-
-
-def test_public_surface_is_the_watch_alone() -> None:
-    """The module exports OrmWatch only, through a sorted __all__."""
-    from harness.observe import orm
-
-    assert orm.__all__ == sorted(orm.__all__) == ["OrmWatch"]
-    assert all(hasattr(orm, name) for name in orm.__all__)
