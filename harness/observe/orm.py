@@ -12,17 +12,20 @@ What each event of the timeline is made from (measured against SQLAlchemy 2.0.35
 psycopg 3 and psycopg2; see ``tests/harness/observe/test_orm.py``):
 
 * **Units of work.** A Session is one unit from its first transaction to its close (its token is
-  kept in ``session.info``; a Session closed and used again is a new unit). A Connection
-  transaction that no Session began is a unit of its own. A unit enters the timeline
-  (:class:`UnitOpened`, dated and located at its first begin) when it first writes, commits,
-  rolls back or is closed with rows pending: sessions that only read and are closed leave nothing.
+  kept in ``session.info``, see :meth:`OrmWatch.unit_of`; a Session closed and used again is a new
+  unit). A Connection transaction that no Session began is a unit of its own. A unit enters the
+  timeline (:class:`UnitOpened`, dated and located at its first begin) when it first writes,
+  commits, rolls back or is closed with rows pending, and a connection's transaction also when a
+  write to a watched table fails in it or it is rolled back while an exception is being handled:
+  sessions and connections that only read and are closed leave nothing.
 * **Rows** (:class:`RowsWritten`) come from the engine's ``after_execute``: the compiled
   INSERT/UPDATE/DELETE, ``compiled_parameters`` (values as the application sent them, client-side
   defaults included, one dict per executemany row; ``_m<i>`` keys of a multi-row VALUES), primary
-  keys from those values or ``inserted_primary_key_rows`` (server-generated keys the ORM or an
-  implicit RETURNING fetched), and for UPDATE/DELETE the WHERE clause when it is a primary-key
-  equality, IN or OR of those. Raw SQL text that writes, and INSERT ... SELECT, are
-  :class:`UntrackedWrite`.
+  keys from those values, from ``inserted_primary_key_rows`` (server-generated keys the ORM or an
+  implicit RETURNING fetched) or from the application's own ``.returning(...)`` rows (read, then
+  the result rewound onto them), and for UPDATE/DELETE the WHERE clause when it is a primary-key
+  equality, IN or OR of those. Raw SQL text that writes (``text()``, ``exec_driver_sql``) and
+  INSERT ... SELECT are :class:`UntrackedWrite`.
 * **Durability** follows the connection's transaction: ``commit`` / ``rollback`` /
   ``rollback_savepoint`` engine events move rows; ``handle_error`` during a COMMIT means it failed.
   A Session's commit is reported at its ``after_commit`` (so a second ``commit()`` with nothing left
@@ -32,10 +35,12 @@ psycopg 3 and psycopg2; see ``tests/harness/observe/test_orm.py``):
   statement, its return to the pool, or :meth:`OrmWatch.pending` / uninstall).
 
 The watcher never changes what a statement does: its handlers swallow their own errors (kept in
-:attr:`OrmWatch.problems`). One exception to "events only": inside an ``AsyncSession`` the sync
-rollback runs in a greenlet that cannot see the coroutine's exception, so while a watch is
-installed the async ``rollback`` and ``__aexit__`` methods of ``sqlalchemy.ext.asyncio`` are
-wrapped to hand the exception being handled to the rollback event through a context variable.
+:attr:`OrmWatch.problems`). Two departures from "events only", both invisible to the application:
+reading an explicit RETURNING's rows rewinds the result onto them (what SQLAlchemy does itself for
+``return_defaults()``); and inside asyncio SQLAlchemy runs the sync rollback or close in a greenlet
+(sometimes in a shielded task) that sees neither the coroutine's exception nor its stack, so while
+a watch is installed the async ``rollback`` and ``__aexit__`` methods of ``sqlalchemy.ext.asyncio``
+are wrapped to hand both over through a context variable.
 """
 
 from __future__ import annotations

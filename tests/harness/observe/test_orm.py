@@ -29,7 +29,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, scoped_session, sessionmaker
 
 from harness.observe.code import AppCode
@@ -684,6 +684,30 @@ def test_expunge_all_inside_a_transaction_keeps_the_unit(engine: Engine, watch: 
         session.commit()
     assert len(timeline.of(UnitOpened)) == 1
     assert [write.values["plan_title"] for write in only(timeline, UnitCommitted).writes] == ["a"]
+
+
+def test_a_refused_core_write_swallowed_by_the_app_is_still_a_rollback_with_it(
+    engine: Engine, watch: OrmWatch, timeline: Timeline
+) -> None:
+    """engine.begin() whose only write is refused, the error swallowed: a connection unit rolled back with it."""
+    with watch:
+        try:
+            with engine.begin() as conn:
+                conn.execute(insert(tasks).values(id=1, number=1, title="x" * 300))  # L:refused-write
+        except DataError:
+            pass
+        try:
+            with engine.begin() as conn:
+                conn.execute(select(tasks.c.id))
+                raise ValueError("nothing written, still rolled back")
+        except ValueError:
+            pass
+
+    refused, read_only = timeline.of(UnitRolledBack)
+    assert refused.discarded == () and refused.error is not None and refused.error.type == "DataError"
+    assert at(refused.error.location) == line("refused-write")
+    assert read_only.error is not None and read_only.error.type == "ValueError"
+    assert [opened.kind for opened in timeline.of(UnitOpened)] == ["connection", "connection"]
 
 
 def test_a_commit_the_database_refuses_is_no_commit(engine: Engine, watch: OrmWatch, timeline: Timeline) -> None:
