@@ -86,7 +86,7 @@ def _watched_run(app: App, database_url: str, script: str = "healthy") -> Watche
                 run.result = target.call(scripted.request, USER_ID, SESSION_ID)
             except Exception as exc:  # noqa: BLE001 - how the flow came back is what the test looks at
                 run.error = exc
-            run.pending = watch.pending()
+            run.pending = dict(watch.pending())
     assert run.problems == []
     return run
 
