@@ -1,6 +1,6 @@
-"""The database-writes watcher around the example applications (someone else's code), with their seeded bugs.
+"""The database-writes watcher around whole flows: the reference flow, and the example applications with their bugs.
 
-Each app runs from its own folder, migrated by its own Alembic scripts, against the stand-in
+Each example app (someone else's code) runs from its own folder, migrated by its own Alembic scripts, against the stand-in
 LLM APIs, exactly as ``tests/examples/test_apps.py`` runs it — here with an :class:`OrmWatch`
 installed around the flow, the way the harness watches a target: its metadata's tables, its
 code roots. atlas is sync ORM sessions on psycopg2 with tables reached through search_path;
@@ -27,6 +27,7 @@ from harness.observe.timeline import (
     UnitCommitted,
     UnitOpened,
     UnitRolledBack,
+    UntrackedWrite,
 )
 from harness.target import Target, environment
 from tests.examples.bugs import APPS_DIR, BUGS, apply_bug
@@ -94,6 +95,48 @@ def _watched_run(app: App, database_url: str, script: str = "healthy") -> Watche
 def _ids(database_url: str, sql: str) -> set[Any]:
     with psycopg.connect(database_url, connect_timeout=5, autocommit=True) as conn:
         return {row[0] for row in conn.execute(sql).fetchall()}
+
+
+def test_reference_flow_every_saved_row_committed_once_by_key(stand_in_apis: Any, flow_database_url: str) -> None:
+    """The reference flow through the target seam: every row, dependency edges included, committed once by key."""
+    import json
+
+    from harness.recording import content
+    from harness.recording.scenarios import batch_texts, skeleton_of
+    from harness.recording.wire_server import EmbeddingReply, MessageReply, WireScript
+    from harness.target import reference_config
+
+    plan = content.masterplan_for("task_manager")
+    script = WireScript(
+        anthropic=[
+            MessageReply(content.render_reply(content.discovery_for("task_manager"), "fenced")),
+            MessageReply(json.dumps(skeleton_of(plan))),
+            *(MessageReply(text) for text in batch_texts(plan)),
+        ],
+        openai=[EmbeddingReply()],
+    )
+    settings = stand_in_apis(script, flow_database_url)
+    target = Target(reference_config())
+    environ = {name: getattr(settings, field) for field, name in settings.ENV_NAMES.items()}
+    timeline = Timeline()
+    tables = {table.fullname for table in target.metadata.sorted_tables}
+    with environment(environ), OrmWatch(timeline, target.code, tables=tables) as watch:
+        result = target.call(content.request_for("task_manager"), "user-1", "sid-1")
+        pending = watch.pending()
+
+    assert result.masterplan_id is not None and pending == [] and watch.problems == []
+    commits = timeline.of(UnitCommitted)
+    assert commits and all(commit.number == 1 for commit in commits)
+    written = [write for commit in commits for write in commit.writes]
+    assert all(write.key is not None for write in written)
+    tasks = {
+        write.values["task_number"] for write in written if write.table == "masterplan_tasks" and write.op == "insert"
+    }
+    assert tasks == {task["task_number"] for task in content.iter_tasks(plan)}
+    assert all(event.location and event.location.file.startswith("harness/flow/") for event in commits)
+    edges = [write for write in written if write.table == "masterplan_task_dependencies"]
+    assert len(edges) == sum(len(set(task["depends_on"])) for task in content.iter_tasks(plan))
+    assert all(len(write.key) == 2 for write in edges) and timeline.of(UntrackedWrite) == []
 
 
 def test_atlas_healthy_run_every_row_committed_by_key(tmp_path: Path, database_url: str) -> None:
