@@ -173,7 +173,7 @@ def _in_flight() -> BaseException | None:
 
 
 class _AsyncHandover:
-    """Wraps the async rollback entry points while at least one watch is installed (refcounted)."""
+    """Wraps the async ``rollback`` and ``__aexit__`` methods while at least one watch is installed (refcounted)."""
 
     _METHODS = ("rollback", "__aexit__")
 
