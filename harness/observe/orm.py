@@ -6,7 +6,7 @@ database through SQLAlchemy 2 — every sessionmaker, ``scoped_session``, ``Asyn
 
     with OrmWatch(timeline, app_code, tables={"masterplans", "masterplan_tasks"}) as watch:
         run_the_flow()
-        never_committed = dict(watch.pending())   # unit token -> rows flushed, never committed
+        never_committed = watch.pending()   # unit token -> rows flushed, never committed
 
 What each event of the timeline is made from (measured against SQLAlchemy 2.0.35 and 2.1 with
 psycopg 3 and psycopg2; see ``tests/harness/observe/test_orm.py``):
@@ -693,16 +693,15 @@ class OrmWatch:
 
     # -- queries --------------------------------------------------------------------------------
 
-    def pending(self) -> list[tuple[str, tuple[RowWrite, ...]]]:
-        """(unit token, rows) of every unit with rows written and not committed (nor rolled back) right now.
+    def pending(self) -> dict[str, tuple[RowWrite, ...]]:
+        """Unit token → rows written and not committed (nor rolled back) right now; units with none are left out.
 
-        Called when the flow has returned, these are the rows it left uncommitted: ``dict(watch.pending())``
-        looks them up by unit.
+        Called when the flow has returned, these are the rows it left uncommitted.
         """
         with self._lock:
             self._confirm_commits()
-            found = [(token, tuple(unit.pending())) for token, unit in self._units.items()]
-        return [(token, writes) for token, writes in found if writes]
+            found = {token: tuple(unit.pending()) for token, unit in self._units.items()}
+        return {token: writes for token, writes in found.items() if writes}
 
     def unit_of(self, session: Any) -> str | None:
         """The token of the unit a Session (or an AsyncSession) is in, as this watch named it."""

@@ -394,9 +394,9 @@ def test_a_flush_never_committed_is_pending_then_closed_uncommitted(
         plan = Plan(title="never committed")
         session.add(plan)
         session.flush()
-        pending = dict(watch.pending())
+        pending = watch.pending()
         session.close()  # L:close-uncommitted
-        after = dict(watch.pending())
+        after = watch.pending()
 
     unit = only(timeline, UnitOpened).unit
     assert [write.key for write in pending[unit]] == [(plan.plan_id,)]
@@ -626,7 +626,7 @@ def test_a_connection_closed_with_rows_is_closed_uncommitted(
     """engine.connect() with an insert and no commit: pending while open, UnitClosed when closed."""
     with watch, engine.connect() as conn:
         conn.execute(insert(tasks).values(id=41, number=1, title="x"))
-        pending = dict(watch.pending())
+        pending = watch.pending()
     closed = only(timeline, UnitClosed)
     assert [write.key for write in pending[closed.unit]] == [(41,)]
     assert [write.key for write in closed.uncommitted] == [(41,)] and not timeline.of(UnitRolledBack)

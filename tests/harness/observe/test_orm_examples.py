@@ -87,7 +87,7 @@ def _watched_run(app: App, database_url: str, script: str = "healthy") -> Watche
                 run.result = target.call(scripted.request, USER_ID, SESSION_ID)
             except Exception as exc:  # noqa: BLE001 - how the flow came back is what the test looks at
                 run.error = exc
-            run.pending = dict(watch.pending())
+            run.pending = watch.pending()
     assert run.problems == []
     return run
 
@@ -124,7 +124,7 @@ def test_reference_flow_every_saved_row_committed_once_by_key(stand_in_apis: Any
         result = target.call(content.request_for("task_manager"), "user-1", "sid-1")
         pending = watch.pending()
 
-    assert result.masterplan_id is not None and pending == [] and watch.problems == []
+    assert result.masterplan_id is not None and pending == {} and watch.problems == []
     commits = timeline.of(UnitCommitted)
     assert commits and all(commit.number == 1 for commit in commits)
     written = [write for commit in commits for write in commit.writes]
