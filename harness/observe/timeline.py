@@ -267,6 +267,8 @@ class UnitRolledBack(Event):
     location: CodeLocation | None
     #: The exception being handled when the rollback ran (``sys.exc_info()``), if any.
     error: ExceptionInfo | None = None
+    #: Only a savepoint (``begin_nested``) was rolled back: its writes are discarded, the unit goes on.
+    savepoint: bool = False
 
 
 @dataclass

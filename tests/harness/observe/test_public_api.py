@@ -12,7 +12,7 @@ def _isort_order(name: str) -> tuple[int, str]:
     return (0 if name.isupper() else 1 if name[:1].isupper() else 2, name)
 
 
-@pytest.mark.parametrize("module_name", ["harness.observe.http", "harness.observe.loop"])
+@pytest.mark.parametrize("module_name", ["harness.observe.http", "harness.observe.loop", "harness.observe.orm"])
 def test_all_is_sorted_complete_and_documented(module_name: str) -> None:
     """Each watcher module exports a sorted ``__all__`` of names it defines, each with a docstring or a value."""
     module = importlib.import_module(module_name)
