@@ -306,6 +306,7 @@ def _run_flow_and_judge(
     environ = _flow_environment(target, settings, options)
     timeline = Timeline()
     run.timeline = timeline
+    recorder.observe("llm.replayed", options.llm is LLMMode.REPLAY)
     run.returned = _call_flow(target, request, timeline, environ, answers)
     reader = persist.Readback(settings.database_url, settings.timeouts) if settings.database_url else None
     ctx = FlowContext(timeline, target, request, reader, observe=recorder.observe, timeouts=settings.timeouts)
@@ -320,7 +321,15 @@ def _run_flow_and_judge(
     finally:
         if reader is not None:
             reader.close()
-    recorder.observe("saved", [{"table": t, "key": [str(p) for p in k]} for t, keys in _committed_keys(timeline).items() for k in keys])
+    points = ctx.state["persist"].points if "persist" in ctx.state else {}
+    recorder.observe(
+        "saved",
+        [
+            {"table": table, "key": [str(part) for part in key], "point": points.get(persist.RowRef(table, key))}
+            for table, keys in _committed_keys(timeline).items()
+            for key in keys
+        ],
+    )
     return provoked_timeline
 
 

@@ -13,7 +13,7 @@ import click
 from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, target_from
 from harness.cli.report import reports_dir_option, write_reports
 
-_MARKS = {"passed": "✔", "warned": "!", "failed": "✘", "blocked": "·", "skipped": "-"}
+_MARKS = {"passed": "✔", "warned": "!", "failed": "✘", "blocked": "·", "skipped": "-", "not_applicable": "–"}
 #: Request used by ``--llm full`` when none is given: small, so a live check spends few tokens.
 DEFAULT_LIVE_REQUEST = "A to-do list web app: users sign in, create lists, add tasks with due dates, and tick them off."
 
@@ -228,7 +228,7 @@ def _print_doctor(run: Any, target: str, llm_mode: str) -> None:
             continue
         extra = f" (PostgreSQL {server['server_version'].split()[0]})" if stage is Stage.DB and server else ""
         click.echo(f"{stage.value}{extra}")
-        not_run = [o for o in outcomes if o.outcome.value in ("blocked", "skipped")]
+        not_run = [o for o in outcomes if o.outcome.value in ("blocked", "skipped", "not_applicable")]
         for outcome in outcomes:
             if outcome in not_run:
                 continue

@@ -33,7 +33,7 @@ __all__ = ["STAGES", "ReportedRun", "RunContext", "build_run_report", "build_run
 
 #: Stages in the order they run (``probes.core.Stage``), as the report names them.
 STAGES: tuple[str, ...] = ("env", "db", "auth", "llm", "parse", "persist")
-_OUTCOMES = ("passed", "warned", "failed", "blocked", "skipped")
+_OUTCOMES = ("passed", "warned", "failed", "blocked", "skipped", "not_applicable")
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,9 @@ def build_run_result(reported: ReportedRun) -> RunResult:
     data = report.to_dict()
     checks = [CheckResult.model_validate(check) for check in data["checks"]]
     first = data["first_failure"]
-    calls, saved = _observations(getattr(reported.run, "observations", {}) or {})
+    observations = getattr(reported.run, "observations", {}) or {}
+    calls, saved = _observations(observations)
+    replayed = bool(observations.get("llm.replayed"))
     verdict = data["verdict"]
     return RunResult(
         name=reported.name,
@@ -128,7 +130,7 @@ def build_run_result(reported: ReportedRun) -> RunResult:
         stages=_stages(checks, calls, data["first_failing_stage"]),
         checks=checks,
         totals={o: data["totals"].get(o, 0) for o in _OUTCOMES},
-        llm=LLMUsage(calls=calls, totals=_sum_totals([_totals_of(calls)])),
+        llm=LLMUsage(calls=calls, totals=_sum_totals([_totals_of(calls, replayed=replayed)])),
         saved=saved,
     )
 
@@ -160,33 +162,35 @@ def _stages(checks: Sequence[CheckResult], calls: Sequence[LLMCall], first_faili
 
 
 def _stage_status(counts: Mapping[str, int]) -> str:
-    for status in ("failed", "blocked", "warned", "passed", "skipped"):
+    for status in ("failed", "blocked", "warned", "passed", "skipped", "not_applicable"):
         if counts.get(status):
             return status
     return "not_run"
 
 
 def _observations(observations: Mapping[str, Any]) -> tuple[list[LLMCall], list[SavedRow]]:
-    calls: list[LLMCall] = []
-    saved: list[SavedRow] = []
-    for key, value in observations.items():
-        if not isinstance(value, Mapping):
-            continue
-        kind, _, point = key.partition(".")
-        if kind == "llm":
-            known = {name: value.get(name) for name in LLMCall.model_fields if name != "point"}
-            calls.append(LLMCall(point=point, **known))
-        elif kind == "saved" and {"table", "key"} <= value.keys():
-            saved.append(SavedRow(point=point, table=str(value["table"]), key=str(value["key"])))
+    """The run's LLM calls (as the wire showed them) and the rows it committed."""
+    calls = [
+        LLMCall(**{name: call.get(name) for name in LLMCall.model_fields if name in call})
+        for call in observations.get("llm.calls") or []
+        if isinstance(call, Mapping) and "point" in call
+    ]
+    saved = [
+        SavedRow(point=str(row.get("point") or row["table"]), table=str(row["table"]), key=", ".join(map(str, row["key"])))
+        for row in observations.get("saved") or []
+        if isinstance(row, Mapping) and {"table", "key"} <= row.keys()
+    ]
     return calls, saved
 
 
-def _totals_of(calls: Sequence[LLMCall]) -> LLMTotals:
+def _totals_of(calls: Sequence[LLMCall], *, replayed: bool = False) -> LLMTotals:
+    cost = sum(c.cost_usd or 0.0 for c in calls)
     return LLMTotals(
         calls=len(calls),
         input_tokens=sum(c.input_tokens or 0 for c in calls),
         output_tokens=sum(c.output_tokens or 0 for c in calls),
-        cost_usd=sum(c.cost_usd or 0.0 for c in calls),
+        cost_usd=cost,
+        spent_usd=0.0 if replayed else cost,
         latency_s=sum(c.latency_s or 0.0 for c in calls),
     )
 
@@ -198,6 +202,7 @@ def _sum_totals(totals: Iterable[LLMTotals]) -> LLMTotals:
         input_tokens=sum(t.input_tokens for t in items),
         output_tokens=sum(t.output_tokens for t in items),
         cost_usd=round(sum(t.cost_usd for t in items), 6),
+        spent_usd=round(sum(t.spent_usd for t in items), 6),
         latency_s=round(sum(t.latency_s for t in items), 3),
     )
 

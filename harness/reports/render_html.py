@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from html import escape
 
+from harness.reports.render_md import cost_words
 from harness.reports.schema import RunReport, RunResult, StageResult
 
 __all__ = ["render_html"]
@@ -22,6 +23,7 @@ _COLOURS = {
     "failed": "#c62828",
     "blocked": "#9e9e9e",
     "skipped": "#cfd8dc",
+    "not_applicable": "#e0e0e0",
     "not_run": "#eceff1",
 }
 _CSS = """
@@ -86,7 +88,7 @@ def _meta_table(report: RunReport) -> str:
         (
             "LLM usage",
             f"{llm.calls} call(s), {llm.input_tokens:,} input / {llm.output_tokens:,} output tokens, "
-            f"${llm.cost_usd:.4f}, {llm.latency_s:.2f} s",
+            f"{cost_words(llm)}, {llm.latency_s:.2f} s",
         ),
     ]
     body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
@@ -94,14 +96,14 @@ def _meta_table(report: RunReport) -> str:
 
 
 def _runs_table(report: RunReport) -> str:
-    head = "<tr><th></th><th>run</th><th>expected</th><th>verdict</th><th>duration</th><th>LLM cost</th></tr>"
+    head = "<tr><th></th><th>run</th><th>expected</th><th>verdict</th><th>duration</th><th>LLM cost spent</th></tr>"
     rows = []
     for index, run in enumerate(report.runs):
         rows.append(
             f'<tr><td class="{"ok" if run.ok else "bad"}">{"✔" if run.ok else "✘"}</td>'
             f'<td><a href="#run-{index}">{escape(run.name)}</a></td><td><code>{escape(run.expect or "—")}</code></td>'
             f"<td><code>{escape(run.verdict)}</code></td><td>{run.duration_s:.2f} s</td>"
-            f"<td>${run.llm.totals.cost_usd:.4f}</td></tr>"
+            f"<td>${run.llm.totals.spent_usd:.4f}</td></tr>"
         )
     return f'<table class="runs">{head}{"".join(rows)}</table>'
 

@@ -6,7 +6,7 @@ Mapping (per check at a probe point; ``classname`` is the stage, ``name`` is
 * passed, warned → a passing case (a warning's finding goes to ``system-out``);
 * failed → ``<failure>`` with the message, the fix and the evidence; a failure of a
   ``*900`` check (something unexpected went wrong) → ``<error>``;
-* blocked, skipped → ``<skipped>`` with the reason;
+* blocked, skipped, not applicable → ``<skipped>`` with the reason;
 * in a replay run that gave its expected verdict, the expected failure → ``<skipped
   type="xfail">`` (pytest's convention), so a suite of intended faults reads green.
 
@@ -73,7 +73,7 @@ def _suite(run: RunResult, report: RunReport) -> ET.Element:
 
 def _fill_case(case: ET.Element, check: CheckResult, expected_id: str | None) -> str | None:
     """Add the outcome element to ``case``; return the counter it falls under (None: passed)."""
-    if check.outcome in ("blocked", "skipped"):
+    if check.outcome in ("blocked", "skipped", "not_applicable"):
         ET.SubElement(case, "skipped", message=f"{check.outcome}: {check.reason or ''}".rstrip(": "))
         return "skipped"
     if check.outcome == "warned":

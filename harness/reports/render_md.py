@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from harness.reports.schema import RunReport, RunResult
 
 __all__ = ["render_markdown"]
 
-_MARK = {"passed": "✅", "warned": "⚠️", "failed": "❌", "blocked": "⛔", "skipped": "⏭️", "not_run": "·"}
+_MARK = {
+    "passed": "✅",
+    "warned": "⚠️",
+    "failed": "❌",
+    "blocked": "⛔",
+    "skipped": "⏭️",
+    "not_applicable": "➖",
+    "not_run": "·",
+}
+
+
+def cost_words(totals: Any) -> str:
+    """What calls cost, saying whether it was spent now or only recorded (replayed answers cost nothing)."""
+    if totals.spent_usd or not totals.cost_usd:
+        return f"${totals.spent_usd:.4f} spent"
+    return f"$0 spent (the recorded calls cost ${totals.cost_usd:.4f})"
 
 
 def render_markdown(report: RunReport) -> str:
@@ -22,16 +38,16 @@ def render_markdown(report: RunReport) -> str:
         f"target `{_cell(target)}` · harness {meta.harness_version}",
         "",
         f"LLM: {llm.calls} call(s), {llm.input_tokens:,} input / {llm.output_tokens:,} output tokens, "
-        f"${llm.cost_usd:.4f}, {llm.latency_s:.2f} s",
+        f"{cost_words(llm)}, {llm.latency_s:.2f} s",
         "",
-        "| | run | expected | verdict | stages | duration | LLM cost |",
+        "| | run | expected | verdict | stages | duration | LLM cost (spent) |",
         "|---|---|---|---|---|---|---|",
     ]
     for run in report.runs:
         stages = " ".join(f"{_MARK[s.status]}{s.stage}" for s in run.stages if s.status != "not_run")
         lines.append(
             f"| {'✅' if run.ok else '❌'} | {_cell(run.name)} | {_cell(run.expect or '—')} | `{_cell(run.verdict)}` "
-            f"| {stages} | {run.duration_s:.2f} s | ${run.llm.totals.cost_usd:.4f} |"
+            f"| {stages} | {run.duration_s:.2f} s | ${run.llm.totals.spent_usd:.4f} |"
         )
     failing = [run for run in report.runs if run.first_failure is not None]
     if failing:

@@ -47,12 +47,12 @@ __all__ = [
 #: The ``kind`` every run report carries; anything else is not a run report.
 REPORT_KIND = "masterplan-harness/run-report"
 #: Bumped whenever a reader of the previous version would misread a report.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: What became of one check at one point (``probes.core.Outcome``).
-Outcome = Literal["passed", "warned", "failed", "blocked", "skipped"]
+Outcome = Literal["passed", "warned", "failed", "blocked", "skipped", "not_applicable"]
 #: A stage's status in one run: the worst of its checks, or ``not_run`` when none was recorded.
-StageStatus = Literal["passed", "warned", "failed", "blocked", "skipped", "not_run"]
+StageStatus = Literal["passed", "warned", "failed", "blocked", "skipped", "not_applicable", "not_run"]
 
 
 class _Model(BaseModel):
@@ -80,7 +80,7 @@ class CheckResult(_Model):
     title: str
     outcome: Outcome
     duration_s: float = Field(description="Seconds spent in the check function that decided it.")
-    reason: str | None = Field(description="Why it did not run (blocked or skipped).")
+    reason: str | None = Field(description="Why it did not run (blocked, skipped or not applicable).")
     findings: list[FindingResult]
 
 
@@ -98,9 +98,10 @@ class StageResult(_Model):
 
 
 class LLMCall(_Model):
-    """One LLM exchange as the probe point saw it."""
+    """One LLM exchange as it crossed the wire."""
 
     point: str
+    kind: str | None = Field(default=None, description="discovery, skeleton, batch, masterplan, embeddings or unknown.")
     provider: str | None = None
     model: str | None = None
     stop_reason: str | None = None
@@ -111,6 +112,10 @@ class LLMCall(_Model):
     latency_s: float | None = None
     streamed: bool | None = None
     text_chars: int | None = None
+    status: int | None = Field(default=None, description="HTTP status of the answer (null: no answer arrived).")
+    attempts: int | None = Field(default=None, description="Attempts of this request, retries included.")
+    usage: dict[str, Any] | None = Field(default=None, description="Every usage field the API sent.")
+    caller: str | None = Field(default=None, description="The application's line that made the call.")
 
 
 class LLMTotals(_Model):
@@ -119,7 +124,8 @@ class LLMTotals(_Model):
     calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float = Field(default=0.0, description="What the calls cost at list prices (when recorded, then).")
+    spent_usd: float = Field(default=0.0, description="What this run spent: 0 when the answers were replayed.")
     latency_s: float = 0.0
 
 
@@ -195,7 +201,7 @@ class RunReport(_Model):
     """Everything one command run found: ``report.json``."""
 
     kind: Literal["masterplan-harness/run-report"] = REPORT_KIND
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     meta: RunMeta
     summary: Summary
     runs: list[RunResult]
