@@ -306,6 +306,16 @@ class DisposableCluster:
                     self._admin.close()
                     self._admin = None
 
+    def database_settings(self, name: str) -> list[tuple[str, str]]:
+        """The settings made with ``ALTER DATABASE name SET ...`` (for every role), as (name, value)."""
+        with _connect(self.info, self._maintenance_db) as conn:
+            rows = conn.execute(
+                "SELECT unnest(s.setconfig) FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase"
+                " WHERE d.datname = %s AND s.setrole = 0",
+                (name,),
+            ).fetchall()
+        return [tuple(item.partition("=")[::2]) for (item,) in rows]  # type: ignore[misc]
+
     def _close_admin(self) -> None:
         with self._admin_lock:
             if self._admin is not None:
@@ -413,6 +423,8 @@ class DatabaseFactory:
         self._cluster = cluster
         self._prepare_template = prepare_template
         self._template: str | None = None
+        #: The template database's own settings (name, value), copied onto every clone.
+        self._settings: list[tuple[str, str]] = []
         self._lock = threading.Lock()
 
     @property
@@ -421,8 +433,24 @@ class DatabaseFactory:
         return self._template
 
     def new_database(self) -> str:
-        """Clone the template into a new database and return its SQLAlchemy URL."""
+        """Clone the template into a new database and return its SQLAlchemy URL.
+
+        ``CREATE DATABASE ... TEMPLATE`` copies tables, not the database's own settings
+        (``ALTER DATABASE ... SET search_path`` made by an application's migrations): those
+        are copied onto each clone.
+        """
         name = self._cluster.create_database(template=self._ensure_template())
+        for setting, value in self._settings:
+            # FROM CURRENT takes the value exactly as the template holds it (a search_path list stays a list).
+            self._cluster.run_sql(
+                sql.SQL("SELECT set_config({}, {}, false); ALTER DATABASE {} SET {} FROM CURRENT; RESET {}").format(
+                    sql.Literal(setting),
+                    sql.Literal(value),
+                    sql.Identifier(name),
+                    sql.Identifier(setting),
+                    sql.Identifier(setting),
+                )
+            )
         return self._cluster.url(name)
 
     def drop(self, url_or_name: str) -> None:
@@ -436,6 +464,7 @@ class DatabaseFactory:
                 name = self._cluster.create_database(_random_name("harness_tmpl"))
                 try:
                     self._prepare_template(self._cluster.url(name))
+                    self._settings = self._cluster.database_settings(name)
                     # CREATE DATABASE ... TEMPLATE fails while anyone is connected to the
                     # template: close what preparation left open and keep everyone out.
                     self._cluster.run_sql(

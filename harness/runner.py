@@ -218,10 +218,17 @@ def _call_flow(
 ) -> Any:
     """One call of the target's flow under the watchers; its end (value or exception) goes to the timeline."""
     from harness.observe.code import exception_info
+    from harness.observe.output import capturing_output
     from harness.observe.timeline import FlowEnded, UnitClosed
 
     returned = None
-    with environment(environ), answers(), watching(target, timeline) as orm, before_call():
+    with (
+        capturing_output() as output,
+        environment(environ),
+        answers(),
+        watching(target, timeline) as orm,
+        before_call(),
+    ):
         try:
             returned = target.call(request.request, request.user_id, request.session_id)
         except Exception as exc:  # the application's failure is what the run judges, never a crash of ours
@@ -230,6 +237,7 @@ def _call_flow(
             timeline.add(FlowEnded(returned=returned))
         for unit, writes in orm.pending().items():
             timeline.add(UnitClosed(unit=unit, uncommitted=tuple(writes), location=None))
+    timeline.output = output.tail()
     return returned
 
 
@@ -308,6 +316,8 @@ def _run_flow_and_judge(
     run.timeline = timeline
     recorder.observe("llm.replayed", options.llm is LLMMode.REPLAY)
     run.returned = _call_flow(target, request, timeline, environ, answers)
+    if timeline.output:
+        recorder.observe("flow.output", timeline.output)
     reader = persist.Readback(settings.database_url, settings.timeouts) if settings.database_url else None
     ctx = FlowContext(timeline, target, request, reader, observe=recorder.observe, timeouts=settings.timeouts)
     provoked_timeline = None

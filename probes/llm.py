@@ -501,10 +501,11 @@ def wrapper_handed_on(ctx: Any, item: Any) -> list[Finding]:
         "defined_at": str(call.defined_at) if call.defined_at else None,
         **exchange_evidence(exchange),
     }
+    wrapper = call.name.partition(":")[2] + (f" ({call.defined_at})" if call.defined_at else "")
     if call.returned and call.result is None:
         return [
             LLM102.finding(
-                f"The LLM answered ({answer_summary(exchange)}), but {call.name.partition(':')[2]} returned None.",
+                f"The LLM answered ({answer_summary(exchange)}), but {wrapper} returned None.",
                 point=view.point,
                 **evidence,
             )
@@ -512,8 +513,7 @@ def wrapper_handed_on(ctx: Any, item: Any) -> list[Finding]:
     if call.error is not None:
         return [
             LLM102.finding(
-                f"The LLM answered ({answer_summary(exchange)}), then {call.name.partition(':')[2]} raised "
-                f"{call.error}.",
+                f"The LLM answered ({answer_summary(exchange)}), then {wrapper} raised {call.error}.",
                 point=view.point,
                 error=call.error.to_dict(),
                 **evidence,

@@ -545,37 +545,48 @@ def _flow_failed(ctx: Any) -> bool:
     return ended is not None and ended.error is not None
 
 
-@probe(Stage.PERSIST, scope=Scope.DOCUMENT, emits=(PERSIST013, PERSIST002))
-def document_saved(ctx: Any, document: DocumentView) -> list[Finding]:
-    """A document the LLM produced is held by a saved row, field for field."""
+@probe(Stage.PERSIST, scope=Scope.DOCUMENT, emits=(PERSIST002,))
+def document_fields(ctx: Any, document: DocumentView) -> list[Finding]:
+    """The saved row that holds a document the LLM produced holds it field for field."""
     state = prepare(ctx)
-    if state.readback_error is not None:
+    if state.readback_error is not None or document.ref is None or not document.mismatches:
         return []
-    if document.ref is None:
-        if _flow_failed(ctx):
-            return []  # the flow's failure explains a document it never got to save
-        return [
-            PERSIST013.finding(
-                f"The flow returned, but no row it committed holds the {document.kind} the LLM produced at "
-                f"{document.point}.",
-                point=document.point,
-                document=document.kind,
-                identified_by=shown(document.raw.get("domain") or document.raw.get("project_name")),
-                rows_committed=len(state.histories),
-            )
-        ]
-    if document.mismatches:
-        first = document.mismatches[0]
-        return [
-            PERSIST002.finding(
-                f"The saved {document.kind} differs from the generated one in {len(document.mismatches)} field(s); "
-                f"first: {first.where} {first.field} (column {first.column}).",
-                point=document.point,
-                row=str(document.ref),
-                fields=[m.to_dict() for m in document.mismatches[:20]],
-            )
-        ]
-    return []
+    first = document.mismatches[0]
+    return [
+        PERSIST002.finding(
+            f"The saved {document.kind} differs from the generated one in {len(document.mismatches)} field(s); "
+            f"first: {first.where} {first.field} (column {first.column}).",
+            point=document.point,
+            row=str(document.ref),
+            fields=[m.to_dict() for m in document.mismatches[:20]],
+        )
+    ]
+
+
+def _flow_failed_or_unread(ctx: Any) -> str | None:
+    if _flow_failed(ctx):
+        return "the flow failed: what it did not save is explained by that failure"
+    if prepare(ctx).readback_error is not None:
+        return "the saved rows could not be read back"
+    return None
+
+
+@probe(Stage.PERSIST, scope=Scope.WRITES, emits=(PERSIST013,), applies=lambda ctx: _flow_failed_or_unread(ctx))
+def documents_saved(ctx: Any) -> list[Finding]:
+    """Once the flow returned, every document the LLM produced is held by a row it committed."""
+    state = prepare(ctx)
+    return [
+        PERSIST013.finding(
+            f"The flow returned, but no row it committed holds the {document.kind} the LLM produced at "
+            f"{document.point}.",
+            point=document.point,
+            document=document.kind,
+            identified_by=shown(document.raw.get("domain") or document.raw.get("project_name")),
+            rows_committed=len(state.histories),
+        )
+        for document in state.documents
+        if document.ref is None
+    ]
 
 
 def _plan_only(ctx: Any, document: DocumentView) -> str | None:
@@ -630,24 +641,27 @@ def plan_children(ctx: Any, document: DocumentView) -> list[Finding]:
     return findings
 
 
-@probe(Stage.PERSIST, scope=Scope.DOCUMENT, emits=(PERSIST007,), kinds=("plan",), applies=_plan_only)
-def plan_complete(ctx: Any, document: DocumentView) -> list[Finding]:
+@probe(Stage.PERSIST, scope=Scope.WRITES, emits=(PERSIST007,), applies=lambda ctx: _flow_failed_or_unread(ctx))
+def plan_complete(ctx: Any) -> list[Finding]:
     """A plan the flow returned with is not left in a status that says it is still under way."""
-    if _flow_failed(ctx):
-        return []
     state = prepare(ctx)
-    row = state.saved.row(document.ref) if state.saved is not None else {}
-    status = row.get("status")
-    if status is None or not _looks_unfinished(status):
-        return []
-    return [
-        PERSIST007.finding(
-            f"The flow returned, but the plan is in status {shown(status)!r}.",
-            point=document.point,
-            status=shown(status),
-            error_message=shown(row.get("error_message")) if row.get("error_message") else None,
-        )
-    ]
+    findings = []
+    for document in state.documents:
+        if document.kind != "plan" or document.ref is None or state.saved is None:
+            continue
+        row = state.saved.row(document.ref)
+        status = row.get("status")
+        if status is not None and _looks_unfinished(status):
+            findings.append(
+                PERSIST007.finding(
+                    f"The flow returned, but the plan is in status {shown(status)!r}.",
+                    point=document.point,
+                    row=str(document.ref),
+                    status=shown(status),
+                    error_message=shown(row.get("error_message")) if row.get("error_message") else None,
+                )
+            )
+    return findings
 
 
 # -- probes: the run as a whole ---------------------------------------------------------------
@@ -777,8 +791,15 @@ def loaded_object_usable(ctx: Any, call: Any) -> list[Finding]:
     if not call.returned or call.result is None:
         return []
     findings = check_detached(call.result, "load")
+    returned_by = call.name.partition(":")[2]
+    where = f" ({call.defined_at})" if call.defined_at else ""
     return [
-        Finding(f.check, f.message, None, {**f.evidence, "returned_by": call.name, "defined_at": str(call.defined_at)})
+        Finding(
+            f.check,
+            f"{returned_by}{where} returned an object that cannot be used once its session closed: {f.message}",
+            None,
+            {**f.evidence, "returned_by": call.name, "defined_at": str(call.defined_at) if call.defined_at else None},
+        )
         for f in findings
     ]
 
@@ -798,7 +819,15 @@ def code_saved(ctx: Any, ended: Any) -> list[Finding]:
         return []
     if failure.kind in ("database", "detached") and failure.error.exception is not None:
         finding = classify(failure.error.exception, failure.point)
-        return [Finding(finding.check, finding.message, finding.point, {**finding.evidence, "location": str(failure.error.location) if failure.error.location else None})]
+        where = f"At {failure.error.location}: " if failure.error.location else ""
+        return [
+            Finding(
+                finding.check,
+                f"{where}{finding.message}",
+                finding.point,
+                {**finding.evidence, "location": str(failure.error.location) if failure.error.location else None},
+            )
+        ]
     where = f" at {failure.error.location}" if failure.error.location else ""
     return [
         PERSIST101.finding(

@@ -331,6 +331,8 @@ class Timeline:
         self._lock = threading.Lock()
         self._seq = itertools.count()
         self.started_at = time.perf_counter()
+        #: The end of what the application printed and logged during the run (redacted).
+        self.output = ""
 
     def add(self, event: E) -> E:
         """Append ``event``, giving it the next ``seq``; returns it (to be completed in place)."""
