@@ -95,13 +95,18 @@ def replay_all(
     *,
     target: Target | None = None,
     on_result: Callable[[ReplayResult], None] | None = None,
+    empty_database: tuple[Callable[[], str], Callable[[str], None]] | None = None,
 ) -> list[ReplayResult]:
-    """Replay each cassette on its own fresh database; ``on_result`` sees each result as it comes."""
+    """Replay each cassette on its own fresh database; ``on_result`` sees each result as it comes.
+
+    ``empty_database`` makes and drops empty databases, for checking that the application's
+    migrations build its models (paid once per process, not per cassette).
+    """
     results = []
     for meta in metas:
         url = new_database()
         try:
-            result = replay_cassette(meta, url, target=target)
+            result = replay_cassette(meta, url, target=target, disposable=empty_database)
         finally:
             drop_database(url)
         results.append(result)

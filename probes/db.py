@@ -889,11 +889,25 @@ def _app_drivername(database_url: str | None) -> str | None:
         return None
 
 
+#: DB012's verdict per (alembic.ini, its scripts' newest change, metadata): a trial run is paid once per process.
+_TRIAL_VERDICTS: dict[tuple[str, float, int], list[Finding]] = {}
+
+
+def _scripts_changed(ini: Any) -> float:
+    from pathlib import Path
+
+    folder = Path(ini).parent
+    return max((path.stat().st_mtime for path in folder.rglob("*.py")), default=0.0)
+
+
 @probe(Stage.DB, emits=(DB012,), applies=_nothing_to_build, timeout=TIMEOUTS.migrations + 5)
 def migrations_build_models(ctx: Any) -> list[Finding]:
     """The application's migrations, applied from empty to a disposable database, build its models' schema."""
+    key = (str(ctx.target.config.migrations), _scripts_changed(ctx.target.config.migrations), id(ctx.target.metadata))
+    if key in _TRIAL_VERDICTS:
+        return list(_TRIAL_VERDICTS[key])
     new_database, drop_database = ctx.disposable or (None, None)
-    return check_migrations_build_models(
+    findings = check_migrations_build_models(
         ctx.target.metadata,
         ctx.target.config.migrations,
         new_database,
@@ -903,3 +917,5 @@ def migrations_build_models(ctx: Any) -> list[Finding]:
         drivername=_app_drivername(ctx.settings.database_url),
         timeouts=ctx.settings.timeouts,
     )
+    _TRIAL_VERDICTS[key] = list(findings)
+    return findings

@@ -82,7 +82,14 @@ def replay(
         if output_format == "text":
             click.echo(f"Replaying {len(metas)} cassette(s) on disposable PostgreSQL ({cluster.info.provider}).")
         width = max(len(meta.name) for meta in metas)
-        results = replay_all(metas, factory.new_database, factory.drop, target=target, on_result=on_result)
+        results = replay_all(
+            metas,
+            factory.new_database,
+            factory.drop,
+            target=target,
+            on_result=on_result,
+            empty_database=(lambda: cluster.url(cluster.create_database()), factory.drop),
+        )
         context = RunContext(
             started_at=started,
             database_url=cluster.info.url("postgres"),
