@@ -904,7 +904,7 @@ def _scripts_changed(ini: Any) -> float:
 def migrations_build_models(ctx: Any) -> list[Finding]:
     """The application's migrations, applied from empty to a disposable database, build its models' schema."""
     key = (str(ctx.target.config.migrations), _scripts_changed(ctx.target.config.migrations), id(ctx.target.metadata))
-    if key in _TRIAL_VERDICTS:
+    if ctx.disposable is not None and key in _TRIAL_VERDICTS:
         return list(_TRIAL_VERDICTS[key])
     new_database, drop_database = ctx.disposable or (None, None)
     findings = check_migrations_build_models(
