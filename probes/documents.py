@@ -305,6 +305,24 @@ def _pick_child_table(saved: Saved, parent: RowRef | list[RowRef], names: list[s
     return best[1] if best else None
 
 
+def _only_child_table(saved: Saved, parents: list[RowRef]) -> str | None:
+    """The one table hanging from ``parents``' table with rows under them (when names did not tell)."""
+    if not parents:
+        return None
+    tables = [t for t in saved.child_tables(parents[0].table) if any(saved.children(p, t) for p in parents)]
+    return tables[0] if len(tables) == 1 else None
+
+
+def _match_by_number(
+    saved: Saved, candidates: list[RowRef], number: int, number_field: str, *, taken: Iterable[RowRef] = ()
+) -> RowRef | None:
+    used = set(taken)
+    for ref in candidates:
+        if ref not in used and same(saved.row(ref).get(number_field), number):
+            return ref
+    return None
+
+
 def _match_by_name(saved: Saved, candidates: list[RowRef], wanted: str | None, number: Any, number_field: str) -> RowRef | None:
     for ref in candidates:
         row = saved.row(ref)
@@ -315,12 +333,19 @@ def _match_by_name(saved: Saved, candidates: list[RowRef], wanted: str | None, n
 
 
 def match_plan(
-    raw: Mapping[str, Any], tasks: list[Mapping[str, Any]], saved: Saved, *, exclude: RowRef | None = None
+    raw: Mapping[str, Any],
+    tasks: list[Mapping[str, Any]],
+    saved: Saved,
+    *,
+    exclude: RowRef | None = None,
+    owners: Mapping[int, tuple[int, int]] | None = None,
 ) -> PlanMatch:
     """Find a plan's rows (plan, phases, milestones, tasks, dependencies) and compare them with the document.
 
     ``raw`` is the plan (or skeleton) as the LLM wrote it, ``tasks`` every task of the plan in
     order (from one answer or from every batch); ``exclude`` is a row already taken (the discovery's).
+    ``owners`` maps a task number to the (phase, milestone) indexes owning it, where the document
+    does not nest tasks in milestones itself (a skeleton whose tasks came in batches).
     """
     match = PlanMatch()
     match.plan = _plan_row(raw, saved, exclude)
@@ -339,6 +364,7 @@ def match_plan(
             for task in milestone.get("tasks") or []:
                 if isinstance(task, Mapping) and isinstance(task.get("task_number"), int):
                     owner_of_task[task["task_number"]] = (pi, mi)
+    owner_of_task.update(owners or {})
     if match.phase_table is not None:
         under_plan = saved.children(match.plan, match.phase_table)
         for pi, phase in enumerate(phases):
@@ -357,7 +383,9 @@ def match_plan(
         match.extra += [ref for ref in under_plan if ref not in phase_refs.values()]
 
         milestone_names = [m.get("name") for p in phases for m in p.get("milestones") or [] if isinstance(m, Mapping)]
-        match.milestone_table = _pick_child_table(saved, list(phase_refs.values()), milestone_names)
+        match.milestone_table = _pick_child_table(saved, list(phase_refs.values()), milestone_names) or _only_child_table(
+            saved, list(phase_refs.values())
+        )
         if match.milestone_table is not None:
             pairs = []
             for pi, phase in enumerate(phases):
@@ -368,6 +396,9 @@ def match_plan(
                 milestones = [m for m in phase.get("milestones") or [] if isinstance(m, Mapping)]
                 for mi, milestone in enumerate(milestones):
                     ref = _match_by_name(saved, under, milestone.get("name"), milestone.get("milestone_number"), "milestone_number")
+                    if ref is None:
+                        # A name saved wrongly still leaves the row where it hangs: match it by its number.
+                        ref = _match_by_number(saved, under, mi + 1, "milestone_number", taken=milestone_refs.values())
                     if ref is None:
                         match.missing.append(("milestone", f"{pi + 1}.{mi + 1}"))
                         continue
@@ -494,12 +525,12 @@ def _match_edges(match: PlanMatch, saved: Saved) -> None:
     numbers = set(match.tasks)
     for name, candidate in saved.tables.items():
         columns = _fk_columns(candidate, table)
-        if len(columns) < 2 or name not in saved.rows:
-            continue
+        if len(columns) < 2:
+            continue  # a link table needs two foreign keys to the tasks (it may hold no row at all)
         dependency = next((c for c in columns if any(word in c.lower() for word in _DEPENDENCY_WORDS)), columns[1])
         task_column = next(c for c in columns if c != dependency)
         edges: Counter[tuple[int, int]] = Counter()
-        for row in saved.rows[name].values():
+        for row in saved.rows.get(name, {}).values():
             task, depends_on = number_of_key.get(str(row.get(task_column))), number_of_key.get(str(row.get(dependency)))
             if task is not None and depends_on is not None:
                 edges[(task, depends_on)] += 1

@@ -356,11 +356,11 @@ def _match_documents(ctx: Any, state: PersistState) -> None:
         state.documents.append(DocumentView("discovery", answer.view.point, answer.raw, answer.view.exchange.seq, ref, mismatches))
         if ref is not None:
             state.points[ref] = answer.view.point
-    plan_sources: list[tuple[Any, list[Any], list[Any], int, dict[int, str], bool]] = []
+    plan_sources: list[tuple[Any, list[Any], list[Any], int, dict[int, str], dict[int, tuple[int, int]] | None]] = []
     for answer in (a for a in answers if a.view.kind == "masterplan"):
         raw_tasks = [t for p in answer.raw.get("phases", []) for m in p.get("milestones", []) for t in m.get("tasks", [])]
         tasks = [t for _, _, t in _iter_tasks(answer.document)]
-        plan_sources.append((answer.raw, raw_tasks, tasks, answer.view.exchange.seq, {}, False))
+        plan_sources.append((answer.raw, raw_tasks, tasks, answer.view.exchange.seq, {}, None))
     skeletons = [a for a in answers if a.view.kind == "skeleton"]
     if skeletons:
         skeleton = skeletons[-1]
@@ -372,9 +372,17 @@ def _match_documents(ctx: Any, state: PersistState) -> None:
             for task in answer.document:
                 batch_of[task.task_number] = answer.view.point
             last_seq = answer.view.exchange.seq
-        plan_sources.append((skeleton.raw, raw_tasks, tasks, last_seq, batch_of, True))
-    for raw, raw_tasks, tasks, seq, batch_of, batched in plan_sources:
-        match = match_plan(raw, raw_tasks, saved, exclude=discovery_ref)
+        from harness.contract import skeleton_slots
+
+        owners = {
+            number: (slot.phase_index, slot.milestone_index)
+            for slot in skeleton_slots(skeleton.document)
+            for number in range(slot.first, slot.last + 1)
+        }
+        plan_sources.append((skeleton.raw, raw_tasks, tasks, last_seq, batch_of, owners))
+    for raw, raw_tasks, tasks, seq, batch_of, owners in plan_sources:
+        batched = owners is not None
+        match = match_plan(raw, raw_tasks, saved, exclude=discovery_ref, owners=owners)
         document = DocumentView("plan", "masterplan", raw, seq, match.plan, match.mismatches, match, tasks)
         state.documents.append(document)
         if match.plan is None:

@@ -193,6 +193,15 @@ SCENARIOS: tuple[Scenario, ...] = (
         models=_SINGLE_CALL,
     ),
     Scenario(
+        "healthy-single-call",
+        "Single-call mode with room to answer: the whole online-shop plan in one streamed call, saved with every "
+        "child and dependency in one unit of work (the single-call save path, kept honest).",
+        "online_shop",
+        "pass",
+        _single_call("online_shop", lambda text: MessageReply(text)),
+        models=Models(generation_mode="single"),
+    ),
+    Scenario(
         "masterplan-max-tokens-batched",
         f"The same request with the same {COMPARISON_MAX_TOKENS}-token ceiling per call, in batched mode: every "
         "call fits, the plan is complete.",
@@ -333,10 +342,12 @@ RECORDING_OPENAI_KEY = "sk-proj-recording-8e2d4a6c0b1f3e5d"
 def make_cassettes(out_dir: Path, names: list[str] | None = None, *, force: bool = False) -> list[Path]:
     """Record the named scenarios (all by default) into ``out_dir``; returns the files written."""
     from harness.config import Settings
-    from harness.flow.database import migrate
     from harness.postgres import DatabaseFactory, start_cluster
     from harness.record import record_cassette
     from harness.runner import FlowRequest
+    from harness.target import Target, reference_config
+
+    reference = Target(reference_config())
 
     chosen = [s for s in SCENARIOS if not names or s.name in names]
     unknown = sorted(set(names or ()) - {s.name for s in SCENARIOS})
@@ -344,7 +355,7 @@ def make_cassettes(out_dir: Path, names: list[str] | None = None, *, force: bool
         raise KeyError(f"unknown scenario(s): {', '.join(unknown)}")
     written = []
     with start_cluster() as cluster:
-        factory = DatabaseFactory(cluster, prepare_template=migrate)
+        factory = DatabaseFactory(cluster, prepare_template=reference.build_schema)
         for scenario in chosen:
             database_url = factory.new_database()
             try:
@@ -360,7 +371,6 @@ def make_cassettes(out_dir: Path, names: list[str] | None = None, *, force: bool
                         openai_api_key=RECORDING_OPENAI_KEY,
                         anthropic_base_url=anthropic_api.base_url,
                         openai_base_url=openai_api.base_url + "/v1",
-                        models=scenario.models,
                     )
                     recorded = record_cassette(
                         out_dir / f"{scenario.name}.yaml",
@@ -370,6 +380,8 @@ def make_cassettes(out_dir: Path, names: list[str] | None = None, *, force: bool
                         settings=settings,
                         made_with="harness.recording.wire_server (local stand-in for the Anthropic and OpenAI APIs)",
                         force=force,
+                        target=reference,
+                        flow_env=_model_env(scenario.models),
                     )
                     left = {
                         api: replies
@@ -388,6 +400,19 @@ def make_cassettes(out_dir: Path, names: list[str] | None = None, *, force: bool
             written.append(recorded.path)
             print(f"recorded {recorded.path} -> {verdict}")
     return written
+
+
+def _model_env(models: Models) -> dict[str, str]:
+    """The ``MASTERPLAN_*`` settings that make the reference flow use ``models`` (only where they differ)."""
+    from dataclasses import fields
+
+    from harness.config import MODELS_ENV_PREFIX
+
+    return {
+        MODELS_ENV_PREFIX + item.name.upper(): str(getattr(models, item.name))
+        for item in fields(Models)
+        if getattr(models, item.name) != getattr(DEFAULT_MODELS, item.name)
+    }
 
 
 def _count(left: dict) -> dict[str, int]:
