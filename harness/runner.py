@@ -132,7 +132,9 @@ class ProvocationResult:
     #: The table whose first write was made to fail.
     table: str
     point: str
-    #: Where the application rolled back without re-raising (its own line), if it did.
+    #: The function (and its line) of the application's code where the failure stopped travelling up.
+    swallowed_in: str | None
+    #: Where the rollback happened (its own line), if it did.
     rolled_back_at: str | None
     #: The flow's own exception when it was not the provoked one.
     flow_error: str | None
@@ -266,7 +268,7 @@ def _provoke(
     main: Any,
 ) -> tuple[ProvocationResult | str, Any]:
     """Run the flow again with its first write to the application's tables made to fail; did the failure come out?"""
-    from harness.observe.faults import ProvokedFailure, failing_writes
+    from harness.observe.faults import ProvokedFailure, failing_writes, stopped_at
     from harness.observe.timeline import LLMExchange, RowsWritten, Timeline, UnitCommitted, UnitRolledBack
 
     first = next((c for c in main.of(UnitCommitted) if c.writes), None)
@@ -274,7 +276,15 @@ def _provoke(
         return "the flow committed nothing, so there was no save to make fail", None
     table = first.writes[0].table
     timeline = Timeline()
-    _call_flow(target, request, timeline, environ, answers, before_call=lambda: failing_writes(table))
+    raised: list[ProvokedFailure] = []
+
+    @contextmanager
+    def provoking() -> Iterator[None]:
+        with failing_writes(table) as failures:
+            yield
+        raised.extend(failures)
+
+    _call_flow(target, request, timeline, environ, answers, before_call=provoking)
     ended = timeline.ended()
     error = ended.error if ended is not None else None
     chain = []
@@ -287,10 +297,13 @@ def _provoke(
         r for r in timeline.of(UnitRolledBack) if r.error is not None and isinstance(r.error.exception, ProvokedFailure)
     ]
     provoked_at = rollbacks[0].seq if rollbacks else 0
+    swallowed = [failure for failure in raised if not any(failure is exc for exc in chain)]
+    where = stopped_at(swallowed[0], target.code) if swallowed and not reached else None
     result = ProvocationResult(
         reached_caller=reached,
         table=table,
         point="persist",
+        swallowed_in=f"{where.function} ({where})" if where else None,
         rolled_back_at=str(rollbacks[-1].location) if rollbacks and rollbacks[-1].location else None,
         flow_error=None if error is None or reached else f"{error.type}: {error.message}",
         writes_after=sum(len(w.writes) for w in timeline.of(RowsWritten) if w.seq > provoked_at),

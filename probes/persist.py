@@ -711,13 +711,14 @@ def failed_save_reaches_caller(ctx: Any) -> list[Finding]:
     result = ctx.state["provocation"]
     if result.reached_caller:
         return []
+    where = result.swallowed_in or result.rolled_back_at
     return [
         PERSIST011.finding(
-            f"A failure provoked in the {result.table} save was swallowed"
-            f"{f' at {result.rolled_back_at}' if result.rolled_back_at else ''}: the flow "
+            f"A failure provoked in the {result.table} save was swallowed{f' in {where}' if where else ''}: the flow "
             f"{'returned normally' if result.flow_error is None else 'ended with another error: ' + result.flow_error}.",
             point=result.point,
             provoked_in=result.table,
+            swallowed_in=result.swallowed_in,
             rolled_back_at=result.rolled_back_at,
             flow_ended_with=result.flow_error,
             writes_after=result.writes_after,

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import UpdateBase
 
-__all__ = ["ProvokedFailure", "failing_writes"]
+__all__ = ["ProvokedFailure", "failing_writes", "stopped_at"]
 
 
 class _Refusal(Exception):
@@ -35,15 +35,37 @@ class ProvokedFailure(DBAPIError):
 
 
 @contextmanager
-def failing_writes(table: str) -> Iterator[None]:
-    """Every INSERT, UPDATE or DELETE on ``table`` (a ``Table.fullname``) fails inside the block."""
+def failing_writes(table: str) -> Iterator[list[ProvokedFailure]]:
+    """Every INSERT, UPDATE or DELETE on ``table`` (a ``Table.fullname``) fails inside the block.
+
+    Yields the list of the failures raised, so the caller can see where each one ended up.
+    """
+    raised: list[ProvokedFailure] = []
 
     def refuse(conn: Any, clauseelement: Any, multiparams: Any, params: Any, execution_options: Any) -> None:
         if isinstance(clauseelement, UpdateBase) and getattr(clauseelement.table, "fullname", None) == table:
-            raise ProvokedFailure(table, str(clauseelement)[:200])
+            failure = ProvokedFailure(table, str(clauseelement)[:200])
+            raised.append(failure)
+            raise failure
 
     event.listen(Engine, "before_execute", refuse)
     try:
-        yield
+        yield raised
     finally:
         event.remove(Engine, "before_execute", refuse)
+
+
+def stopped_at(exc: BaseException, code: Any) -> Any:
+    """Where an exception stopped travelling up: the outermost frame of the application's code it reached.
+
+    An exception's traceback grows a frame for every frame it passes through on the way up, so
+    the first of its frames that is the application's is where it was caught (and, for one that
+    never reached the caller, swallowed). ``None`` when none of its frames is the application's.
+    """
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame.f_code
+        if code.owns(frame.co_filename):
+            return code.location(frame.co_filename, tb.tb_lineno, frame.co_name)
+        tb = tb.tb_next
+    return None

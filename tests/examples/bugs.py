@@ -60,8 +60,10 @@ class Bug:
     finding: Finding
     #: One sentence: what the harness must tell the user.
     says: str
-    #: A check of today's catalogue that covers the finding, where one does.
+    #: The check the harness reports for it (the first failure, or for a warning the warning).
     check: str | None = None
+    #: The check it reports when the app names no ``points`` (where that differs).
+    check_without_points: str | None = None
     #: The exception type the flow raises (``None``: the flow returns, or is never run).
     raises: str | None = None
     #: The innermost line of the app's code the exception passed through: (file, text on that line).
@@ -87,6 +89,8 @@ _BUG_LIST = (
         file="src/atlas/llm.py",
         old="            message.stop_reason,\n        )\n        return result\n",
         new="            message.stop_reason,\n        )\n",
+        check="LLM102",
+        check_without_points="PARSE101",
         stage=Stage.LLM,
         finding=Finding.ANSWER_LOST,
         says="ClaudeClient.complete got a complete end_turn answer and returned None; the caller failed on it.",
@@ -99,6 +103,7 @@ _BUG_LIST = (
         file=_ATLAS_DISCOVERY,
         old='logger.info("Starting discovery for session %s", session_id)',
         new='logger.info("Starting discovery", session_id=session_id, user_id=user_id)',
+        check="LLM101",
         stage=Stage.LLM,
         finding=Finding.EXCEPTION_BEFORE_CALL,
         says=(
@@ -114,10 +119,10 @@ _BUG_LIST = (
         file=_ATLAS_FIRST_MIGRATION,
         old='        sa.Column("estimated_duration_minutes", sa.Integer(), nullable=True),\n',
         new="",
+        check="DB006",
         stage=Stage.DB,
         finding=Finding.MISSING_COLUMN,
         says="planning.masterplans has no column estimated_duration_minutes, which MasterPlan declares.",
-        check="DB006",
         raises="ProgrammingError",
         where=(_ATLAS_GENERATOR, "db.flush()  # get masterplan_id without committing"),
     ),
@@ -127,6 +132,7 @@ _BUG_LIST = (
         file=_ATLAS_THIRD_MIGRATION,
         old='down_revision = "20251112_0002_record_llm_usage_and_generation_cost"',
         new='down_revision = "20251104_0001_create_planning_schema_and_tables"',
+        check="DB011",
         stage=Stage.DB,
         finding=Finding.MULTIPLE_HEADS,
         says=(
@@ -140,13 +146,13 @@ _BUG_LIST = (
         file="src/atlas/db.py",
         old="        db.rollback()\n        raise\n",
         new="        db.rollback()\n",
+        check="PERSIST011",
         stage=Stage.PERSIST,
         finding=Finding.EXCEPTION_SWALLOWED,
         says=(
             "The masterplan save was rolled back on a DataError that get_db_context() logged and swallowed; "
             "the flow went on as if the plan were saved."
         ),
-        check="PERSIST001",
         script="long-title",
     ),
     Bug(
@@ -155,10 +161,10 @@ _BUG_LIST = (
         file=_ATLAS_DISCOVERY,
         old="            db.flush()  # assigns discovery_id\n",
         new="            db.commit()\n            db.refresh(discovery)\n",
+        check="PERSIST009",
         stage=Stage.PERSIST,
         finding=Finding.DOUBLE_COMMIT,
         says="The discovery's unit of work committed twice: db.commit() inside get_db_context(), which commits again.",
-        check="PERSIST009",
     ),
     Bug(
         name="atlas-save-never-commits",
@@ -166,13 +172,13 @@ _BUG_LIST = (
         file=_ATLAS_GENERATOR,
         old="        with get_db_context() as db:\n            masterplan = MasterPlan(",
         new="        with SessionLocal() as db:\n            masterplan = MasterPlan(",
+        check="PERSIST012",
         stage=Stage.PERSIST,
         finding=Finding.NEVER_COMMITTED,
         says=(
             "_save_masterplan flushed the plan and all its children and closed the session without committing: "
             "`with SessionLocal()` only closes."
         ),
-        check="PERSIST001",
     ),
     Bug(
         name="atlas-expire-on-commit",
@@ -180,13 +186,13 @@ _BUG_LIST = (
         file="src/atlas/db.py",
         old="SessionLocal = sessionmaker(autoflush=False, expire_on_commit=False)",
         new="SessionLocal = sessionmaker(autoflush=False, expire_on_commit=True)",
+        check="PERSIST005",
         stage=Stage.PERSIST,
         finding=Finding.DETACHED_OBJECT,
         says=(
             "get_discovery returned a DiscoveryDocument expired by get_db_context()'s commit and detached by its "
             "close; reading .domain raised DetachedInstanceError."
         ),
-        check="PERSIST005",
         raises="DetachedInstanceError",
         where=("src/atlas/services/chat_service.py", '"domain": discovery.domain,'),
     ),
@@ -196,6 +202,7 @@ _BUG_LIST = (
         file="beacon/pipeline.py",
         old="skeleton_prompt(request, discovery.document, examples)",
         new="skeleton_prompt(request, discovery._asdict(), examples)",
+        check="LLM101",
         stage=Stage.LLM,
         finding=Finding.EXCEPTION_BEFORE_CALL,
         says=(
@@ -211,13 +218,13 @@ _BUG_LIST = (
         file="beacon/db.py",
         old='        logger.error("write failed (%s): %s", what, exc.orig)\n        raise\n',
         new='        logger.error("write failed (%s): %s", what, exc.orig)\n',
+        check="PERSIST011",
         stage=Stage.PERSIST,
         finding=Finding.EXCEPTION_SWALLOWED,
         says=(
             "Batch 2's tasks were rolled back on a DataError that write_transaction() logged and swallowed; "
             "the plan was marked ready without them."
         ),
-        check="PERSIST001",
         script="long-title",
     ),
     Bug(
@@ -226,13 +233,13 @@ _BUG_LIST = (
         file="beacon/store.py",
         old="    async def mark_ready(self, plan_id: UUID) -> None:\n        async with self.engine.begin() as conn:",
         new="    async def mark_ready(self, plan_id: UUID) -> None:\n        async with self.engine.connect() as conn:",
+        check="PERSIST012",
         stage=Stage.PERSIST,
         finding=Finding.NEVER_COMMITTED,
         says=(
             "mark_ready's UPDATE ran on a connection that was closed without commit: the plan stays 'generating' "
             "although every task was saved."
         ),
-        check="PERSIST001",
     ),
     Bug(
         name="beacon-migration-missing-column",
@@ -240,10 +247,10 @@ _BUG_LIST = (
         file="migrations/versions/3c1f9a2e7b40_initial_schema.py",
         old='        sa.Column("estimated_tokens", sa.Integer(), nullable=True),\n',
         new="",
+        check="DB006",
         stage=Stage.DB,
         finding=Finding.MISSING_COLUMN,
         says="plan_tasks has no column estimated_tokens, which the plan_tasks table declares.",
-        check="DB006",
         raises="ProgrammingError",
         where=("beacon/store.py", "await conn.execute(insert(plan_tasks), rows)"),
     ),
