@@ -26,6 +26,7 @@ from typing import Any
 from harness.observe.timeline import (
     FlowEnded,
     LLMExchange,
+    LoopStalled,
     PointCalled,
     RowsWritten,
     Timeline,
@@ -49,6 +50,7 @@ _FLOW_SCOPES = (
     Scope.EXCHANGE,
     Scope.EMBEDDING,
     Scope.WRAPPER,
+    Scope.STALL,
     Scope.ANSWER,
     Scope.PLAN,
     Scope.COMMIT,
@@ -277,6 +279,8 @@ def _items(ctx: FlowContext, scope: Scope) -> list[tuple[str, int, str | None, t
                 continue  # nothing answered inside this call: nothing it could have lost
             items.append((view.point, view.exchange.seq, view.kind, ((call, view),)))
         return items
+    if scope is Scope.STALL:
+        return [("flow", stall.seq, None, (stall,)) for stall in timeline.of(LoopStalled)]
     if scope is Scope.ANSWER:
         return [(a.view.point, a.view.exchange.seq, a.view.kind, (a,)) for a in ctx.answers]
     if scope is Scope.PLAN:
@@ -362,7 +366,7 @@ def _run_scope(recorder: Recorder, ctx: FlowContext, scope: Scope, timeout: floa
                     continue
                 ran.add(entry.name)
                 recorder.run_probe(entry, point, ctx, *args, seq=seq, timeout=timeout)
-    _account_for_idle(recorder, [p for s in Stage for p in probes_for(s, scope) if p.name not in ran], scope)
+    _account_for_idle(recorder, [p for s in Stage for p in probes_for(s, scope) if p.name not in ran], scope, ctx)
 
 
 _NOTHING_TO_JUDGE = {
@@ -375,16 +379,17 @@ _NOTHING_TO_JUDGE = {
     Scope.COMMIT: "the flow committed nothing",
     Scope.DOCUMENT: "no document was parsed, so there is none to look for among the saved rows",
     Scope.UNIT: "",
+    Scope.STALL: "",
     Scope.ENDED: "the flow did not come back",
     Scope.WRITES: "nothing to judge",
 }
 
 
 #: Scopes whose items are only the suspicious ones: no item means nothing was wrong.
-_IDLE_MEANS_PASSED = frozenset({Scope.UNIT})
+_IDLE_MEANS_PASSED = frozenset({Scope.UNIT, Scope.STALL})
 
 
-def _account_for_idle(recorder: Recorder, idle: list[Probe], scope: Scope) -> None:
+def _account_for_idle(recorder: Recorder, idle: list[Probe], scope: Scope, ctx: FlowContext) -> None:
     """Probes that had nothing to judge are shown as such — unless they are blocked by an earlier failure."""
     first = recorder.report.first_failure
     for entry in idle:
@@ -394,8 +399,10 @@ def _account_for_idle(recorder: Recorder, idle: list[Probe], scope: Scope) -> No
         elif first is not None and first.stage.order < entry.stage.order:
             where = first.stage.value if first.point in (None, first.stage.value) else f"{first.stage.value}/{first.point}"
             recorder.skip(entry.emits, entry.stage.value, f"by {first.id} at {where}", blocked=True, seq=10**9)
-        elif scope in _IDLE_MEANS_PASSED:
+        elif scope in _IDLE_MEANS_PASSED and entry.not_applicable(ctx) is None:
             recorder.record(entry.emits, entry.stage.value, [], seq=10**9)
+        elif scope in _IDLE_MEANS_PASSED:
+            recorder.not_applicable(entry.emits, entry.stage.value, entry.not_applicable(ctx) or "", seq=10**9)
         else:
             recorder.not_applicable(entry.emits, entry.stage.value, _NOTHING_TO_JUDGE[scope], seq=10**9)
 

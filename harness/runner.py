@@ -202,7 +202,7 @@ def watching(target: Target, timeline: Any) -> Iterator[Any]:
     tables = {table.fullname for table in metadata.sorted_tables} if metadata is not None else None
     with (
         HttpWatch(timeline, target.code),
-        LoopWatch(timeline, target.code),
+        LoopWatch(timeline, target.code, threshold=target.config.loop_stall_threshold),
         OrmWatch(timeline, target.code, tables=tables) as orm,
         PointWatch(timeline, target.code, target.config.points),
     ):

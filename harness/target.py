@@ -10,6 +10,7 @@
     database-url-env = "DATABASE_URL"    # where the app reads its database URL (the default)
     app-path = "src"                     # prepended to sys.path (a string or a list)
     cassette = "cassettes/healthy.yaml"  # recorded answers `diagnose --llm replay` uses (optional)
+    loop-stall-threshold = 1.0           # seconds the event loop may stand still before LLM017 (default 1)
 
     [tool.masterplan-harness.points]     # optional: the app's functions per stage
     llm = ["myapp.llm:Client.complete"]
@@ -29,6 +30,7 @@ table (``migrations``, ``app-path``, ``cassette``) are relative to the file that
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import inspect
 import os
@@ -62,7 +64,18 @@ POINT_STAGES = ("llm", "parse", "persist", "load", "events")
 #: The packaged table of the reference flow.
 REFERENCE_CONFIG = "masterplan-harness.toml"
 
-_KNOWN_KEYS = {"flow", "metadata", "models", "migrations", "database-url-env", "app-path", "cassette", "code", "points"}
+_KNOWN_KEYS = {
+    "flow",
+    "metadata",
+    "models",
+    "migrations",
+    "database-url-env",
+    "app-path",
+    "cassette",
+    "code",
+    "points",
+    "loop-stall-threshold",
+}
 
 
 class TargetError(ValueError):
@@ -89,6 +102,8 @@ class TargetConfig:
     code: tuple[str, ...] = ()
     #: Stage → ``module:Qualname`` of the app's functions for that stage.
     points: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Seconds the flow's event loop may stand still before it is a finding (LLM017).
+    loop_stall_threshold: float = 1.0
     #: The project's name (``[project] name``), or the reference flow's.
     name: str = ""
     #: This is the bundled reference flow.
@@ -149,6 +164,9 @@ def parse_config(table: Mapping[str, Any], source: Path, *, name: str = "", refe
     env_name = table.get("database-url-env", "DATABASE_URL")
     if not isinstance(env_name, str) or not env_name.replace("_", "").isalnum():
         raise TargetError(f"{where} database-url-env must be an environment variable name")
+    threshold = table.get("loop-stall-threshold", 1.0)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.05 <= threshold <= 3600:
+        raise TargetError(f"{where} loop-stall-threshold must be a number of seconds between 0.05 and 3600")
     app_paths = tuple((base / item).resolve() for item in _strings(table.get("app-path", []), "app-path", source))
     for app_path in app_paths:
         if not app_path.is_dir():
@@ -164,6 +182,7 @@ def parse_config(table: Mapping[str, Any], source: Path, *, name: str = "", refe
         cassette=path("cassette"),
         code=_strings(table.get("code", []), "code", source),
         points=points,
+        loop_stall_threshold=float(threshold),
         name=name,
         reference=reference,
     )
@@ -235,6 +254,26 @@ class Target:
     """A loaded target: its flow callable, its metadata, its code roots."""
 
     config: TargetConfig
+
+    @classmethod
+    def with_flow(cls, flow: Callable[..., Any], base: TargetConfig | None = None) -> Target:
+        """``base`` (default: the reference flow's table) with ``flow`` called instead of the one it names.
+
+        For shims written in code rather than named in a table — a test's broken variant of a
+        flow. The shim's own file counts as the application's code, so its lines are reported.
+        """
+        from pathlib import Path
+
+        config = base or reference_config()
+        module = inspect.getmodule(flow)
+        name = f"{getattr(module, '__name__', 'shim')}:{getattr(flow, '__qualname__', 'flow')}"
+        target = cls(dataclasses.replace(config, flow=name))
+        target.__dict__["flow"] = flow
+        source = inspect.getsourcefile(flow)
+        if source:
+            roots = [Path(root) for root in target.code.roots] + [Path(source).parent]
+            target.__dict__["code"] = AppCode(roots, display_base=Path(source).parent.parent)
+        return target
 
     @cached_property
     def flow(self) -> Callable[..., Any]:

@@ -138,6 +138,15 @@ LLM016 = Check(
     "model not deprecated",
     "The SDK lists this model as deprecated with an end-of-life date: move to a current model before that date.",
 )
+LLM017 = Check(
+    "LLM017",
+    Stage.LLM,
+    Level.WARNING,
+    "the event loop kept running (no blocking call in async code)",
+    "A synchronous call inside async code stopped the event loop, so every other task (other users' sockets, "
+    "timeouts, progress) waited: use the SDK's async client (AsyncAnthropic), or run the call in a thread "
+    "(asyncio.to_thread).",
+)
 LLM100 = Check("LLM100", Stage.LLM, Level.ERROR, "call answered", "See the finding for the reason the call failed.")
 LLM101 = Check(
     "LLM101",
@@ -180,6 +189,7 @@ CHECKS = (
     LLM014,
     LLM015,
     LLM016,
+    LLM017,
     LLM100,
     LLM101,
     LLM102,
@@ -545,5 +555,40 @@ def code_reached_call(ctx: Any, ended: Any) -> list[Finding]:
             point=failure.point,
             error=failure.error.to_dict(),
             location=str(failure.error.location) if failure.error.location else None,
+        )
+    ]
+
+
+def _no_loop(ctx: Any, *item: Any) -> str | None:
+    if ctx.target is not None and not ctx.target.is_async:
+        return "the flow callable is synchronous (an event loop it runs itself is still watched)"
+    return None
+
+
+@probe(Stage.LLM, scope=Scope.STALL, emits=(LLM017,), applies=_no_loop)
+def loop_kept_running(ctx: Any, stall: Any) -> list[Finding]:
+    """The flow's event loop never stood still longer than the threshold (a sync call blocking async code)."""
+    end = stall.at + stall.stalled_s
+    inside = [
+        view
+        for view in ctx.exchanges
+        if view.exchange.blocking_loop or (stall.at <= view.exchange.at <= end)
+    ]
+    stack = " ".join(stall.stack)
+    if inside:
+        what = f"a synchronous {inside[0].exchange.provider} call ({inside[0].point})"
+    elif "sqlalchemy" in stack or "psycopg" in stack:
+        what = "a synchronous database call"
+    else:
+        what = "synchronous code"
+    where = f" at {stall.blocking}" if stall.blocking else ""
+    return [
+        LLM017.finding(
+            f"The event loop stood still for {stall.stalled_s:.1f} s{where}, blocked by {what}.",
+            point=inside[0].point if inside else "flow",
+            stalled_s=round(stall.stalled_s, 3),
+            blocking=str(stall.blocking) if stall.blocking else None,
+            stack=list(stall.stack[-12:]),
+            calls=[view.point for view in inside],
         )
     ]

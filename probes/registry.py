@@ -43,6 +43,8 @@ class Scope(str, enum.Enum):
     EMBEDDING = "embedding"
     #: Each call of an ``llm`` point, the application's own LLM wrapper (``fn(ctx, call)``).
     WRAPPER = "wrapper"
+    #: Each time the flow's event loop stood still (``fn(ctx, stall)``, a :class:`LoopStalled`).
+    STALL = "stall"
     #: Each answer the harness parsed itself (``fn(ctx, answer)``).
     ANSWER = "answer"
     #: Each whole plan, single-call or assembled from its batches (``fn(ctx, plan)``).
