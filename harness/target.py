@@ -329,6 +329,18 @@ class Target:
             display = Path(str(resources.files("harness"))).parent
         return AppCode([Path(root) for root in code.roots], display_base=display)
 
+    def check_points(self) -> None:
+        """Every function named in ``points`` resolves; ``TargetError`` naming the first that does not."""
+        from harness.observe.points import PointError, resolve_point
+
+        self._prepare_imports()
+        for stage, names in self.config.points.items():
+            for name in names:
+                try:
+                    resolve_point(name)
+                except PointError as exc:
+                    raise TargetError(f"{self.config.source}: points.{stage}: {exc}") from None
+
     @property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.flow)

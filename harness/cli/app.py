@@ -61,6 +61,7 @@ def target_from(config_file: Path | None, *, load: bool = True) -> Any:
         target = load_target(config_file)
         if load:
             _ = target.flow, target.metadata, target.code
+            target.check_points()
         return target
     except TargetError as exc:
         raise UsageProblem(str(exc)) from None

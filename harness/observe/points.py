@@ -20,7 +20,7 @@ from typing import Any
 from harness.observe.code import AppCode, exception_info
 from harness.observe.timeline import PointCalled, Timeline
 
-__all__ = ["PointError", "PointWatch"]
+__all__ = ["PointError", "PointWatch", "resolve_point"]
 
 #: The point call the current code runs inside (for nesting).
 _current: contextvars.ContextVar[int | None] = contextvars.ContextVar("harness_point", default=None)
@@ -30,7 +30,7 @@ class PointError(ValueError):
     """A name in ``points`` does not resolve to a function; the message says which and why."""
 
 
-def _resolve(dotted: str) -> tuple[Any, str, Any]:
+def resolve_point(dotted: str) -> tuple[Any, str, Any]:
     """``module:Qual.name`` → (owner object, attribute name, raw attribute as stored on the owner)."""
     module_name, _, qualname = dotted.partition(":")
     try:
@@ -83,7 +83,7 @@ class PointWatch:
         self._patched.clear()
 
     def _wrap(self, stage: str, dotted: str) -> None:
-        owner, name, raw = _resolve(dotted)
+        owner, name, raw = resolve_point(dotted)
         if isinstance(raw, staticmethod):
             wrapped: Any = staticmethod(self._wrapper(stage, dotted, raw.__func__))
         elif isinstance(raw, classmethod):
