@@ -166,7 +166,7 @@ def _no_event_points(ctx: Any, ended: Any) -> str | None:
     return None
 
 
-@probe(Stage.AUTH, scope=Scope.ENDED, emits=(AUTH004,), applies=_no_event_points)
+@probe(Stage.AUTH, scope=Scope.ENDED, emits=(AUTH004,), applies=_no_event_points, needs=("points.events",))
 def progress_reaches_session(ctx: Any, ended: Any) -> list[Finding]:
     """Progress events reached the user's session: an ``events`` point was called during the flow."""
     from harness.observe.timeline import PointCalled

@@ -839,31 +839,31 @@ def server(ctx: Any) -> list[Finding]:
     return findings
 
 
-@probe(Stage.DB, emits=(DB004,), requires=CONNECT_CHECKS, applies=_metadata_missing)
+@probe(Stage.DB, emits=(DB004,), requires=CONNECT_CHECKS, applies=_metadata_missing, needs=("metadata",))
 def tables(ctx: Any) -> list[Finding]:
     """Every table the application's models map resolves, in its schema or through the search_path."""
     return check_tables(_connection(ctx), ctx.target.metadata)
 
 
-@probe(Stage.DB, emits=(DB006,), requires=(DB004,), applies=_metadata_missing)
+@probe(Stage.DB, emits=(DB006,), requires=(DB004,), applies=_metadata_missing, needs=("metadata",))
 def columns(ctx: Any) -> list[Finding]:
     """Every column the models declare exists with a type that holds what they write."""
     return check_columns(_connection(ctx), ctx.target.metadata)
 
 
-@probe(Stage.DB, emits=(DB011,), applies=_migrations_missing)
+@probe(Stage.DB, emits=(DB011,), applies=_migrations_missing, needs=("migrations",))
 def migration_heads(ctx: Any) -> list[Finding]:
     """The application's migrations load and have one head (no database needed)."""
     return check_migration_heads(ctx.target.config.migrations)
 
 
-@probe(Stage.DB, emits=(DB007,), requires=CONNECT_CHECKS, applies=_migrations_missing)
+@probe(Stage.DB, emits=(DB007,), requires=CONNECT_CHECKS, applies=_migrations_missing, needs=("migrations",))
 def migrations(ctx: Any) -> list[Finding]:
     """The database is at the application's migration head(s)."""
     return check_migration_version(_connection(ctx), ctx.target.metadata, ctx.target.config.migrations)
 
 
-@probe(Stage.DB, emits=(DB008,), requires=(DB004,), applies=_metadata_missing)
+@probe(Stage.DB, emits=(DB008,), requires=(DB004,), applies=_metadata_missing, needs=("metadata",))
 def privileges(ctx: Any) -> list[Finding]:
     """The role may read and write every mapped table (and use its schema and sequences)."""
     return check_privileges(_connection(ctx), ctx.target.metadata)
@@ -900,7 +900,7 @@ def _scripts_changed(ini: Any) -> float:
     return max((path.stat().st_mtime for path in folder.rglob("*.py")), default=0.0)
 
 
-@probe(Stage.DB, emits=(DB012,), applies=_nothing_to_build, timeout=TIMEOUTS.migrations + 5)
+@probe(Stage.DB, emits=(DB012,), applies=_nothing_to_build, timeout=TIMEOUTS.migrations + 5, needs=("migrations", "metadata"))
 def migrations_build_models(ctx: Any) -> list[Finding]:
     """The application's migrations, applied from empty to a disposable database, build its models' schema."""
     key = (str(ctx.target.config.migrations), _scripts_changed(ctx.target.config.migrations), id(ctx.target.metadata))

@@ -499,7 +499,7 @@ def examples_answered(ctx: Any, view: Any) -> list[Finding]:
     return check_exchange(view.exchange, view.point)
 
 
-@probe(Stage.LLM, scope=Scope.WRAPPER, emits=(LLM102,), requires=(LLM100, LLM001, LLM002))
+@probe(Stage.LLM, scope=Scope.WRAPPER, emits=(LLM102,), requires=(LLM100, LLM001, LLM002), needs=("points.llm",))
 def wrapper_handed_on(ctx: Any, item: Any) -> list[Finding]:
     """The application's LLM wrapper returned something after the API answered (not ``None``, not an exception)."""
     call, view = item

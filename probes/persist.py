@@ -794,7 +794,7 @@ def check_detached(obj: object, point: str) -> list[Finding]:
     return []
 
 
-@probe(Stage.PERSIST, scope=Scope.LOAD, emits=(PERSIST005,))
+@probe(Stage.PERSIST, scope=Scope.LOAD, emits=(PERSIST005,), needs=("points.load",))
 def loaded_object_usable(ctx: Any, call: Any) -> list[Finding]:
     """What a ``load`` point returned can be used after its session closed."""
     if not call.returned or call.result is None:

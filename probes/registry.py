@@ -29,7 +29,7 @@ from typing import Any
 
 from probes.core import Check, Finding, Stage
 
-__all__ = ["REGISTRY", "Probe", "Scope", "probe", "probes_for"]
+__all__ = ["REGISTRY", "Probe", "Scope", "needs_of", "probe", "probes_for"]
 
 
 class Scope(str, enum.Enum):
@@ -83,6 +83,19 @@ class Probe:
     kinds: frozenset[str] | None = None
     #: This probe's own bound in seconds, when the run's probe timeout is too short for it (a migration trial).
     timeout: float | None = None
+    #: What it needs from the target's table (``metadata``, ``migrations``, ``points.llm``...); without it,
+    #: it does not apply to that target.
+    needs: tuple[str, ...] = ()
+
+    def missing_for(self, config: Any) -> list[str]:
+        """The target table entries this probe needs and ``config`` lacks."""
+        missing = []
+        for need in self.needs:
+            stage = need.partition(".")[2]
+            present = bool(config.points.get(stage)) if need.startswith("points.") else getattr(config, need) is not None
+            if not present:
+                missing.append(need)
+        return missing
 
     def wants(self, kind: str | None) -> bool:
         """This probe judges items of ``kind``."""
@@ -109,6 +122,7 @@ def probe(
     applies: Callable[..., str | None] | None = None,
     kinds: Sequence[str] | None = None,
     timeout: float | None = None,
+    needs: Sequence[str] = (),
 ) -> Callable[[Callable[..., Sequence[Finding]]], Callable[..., Sequence[Finding]]]:
     """Register the decorated function as a probe of ``stage``; returns the function unchanged."""
     wrong = [check.id for check in emits if check.stage is not stage]
@@ -131,6 +145,7 @@ def probe(
                 applies,
                 frozenset(kinds) if kinds is not None else None,
                 timeout,
+                tuple(needs),
             )
         )
         return function
@@ -143,3 +158,14 @@ def probes_for(stage: Stage, scope: Scope) -> list[Probe]:
     import probes  # noqa: F401  (every stage module registers its probes when imported)
 
     return [entry for entry in REGISTRY if entry.stage is stage and entry.scope is scope]
+
+
+def needs_of(check_id: str) -> tuple[str, ...]:
+    """What the probes that decide ``check_id`` need from a target's table (empty: nothing special)."""
+    import probes  # noqa: F401
+
+    found: list[str] = []
+    for entry in REGISTRY:
+        if any(check.id == check_id for check in entry.emits):
+            found += [need for need in entry.needs if need not in found]
+    return tuple(found)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from harness.cli.app import UsageProblem, cli
+from pathlib import Path
+
+from harness.cli.app import UsageProblem, cli, target_from
 
 
 @cli.command()
@@ -17,12 +21,22 @@ from harness.cli.app import UsageProblem, cli
     show_default=True,
     help="markdown prints the table README.md carries.",
 )
-def probes(stages: tuple[str, ...], output_format: str) -> None:
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Say which checks apply to the application this pyproject.toml names (and what the others need).",
+)
+def probes(stages: tuple[str, ...], output_format: str, config_file: Path | None) -> None:
     """List every check: ID, stage, level, what it establishes.
+
+    With --config, each check also says whether it applies to that application, or which
+    entry of its [tool.masterplan-harness] table it needs (metadata, migrations, a point).
 
     \b
     Example:
       harness probes --stage db
+      harness probes --config ../app/pyproject.toml
       harness probes --format markdown
     """
     from probes import ALL_CHECKS
@@ -41,8 +55,29 @@ def probes(stages: tuple[str, ...], output_format: str) -> None:
                 f"| `{check.id}` | {check.stage.value} | {check.level.name.lower()} | {check.title} | {check.hint} |"
             )
         return
+    applies = _applicability(config_file) if config_file is not None else None
     for check in chosen:
-        click.echo(f"{check.id:<11} {check.stage.value:<8} {check.level.name.lower():<8} {check.title}")
+        line = f"{check.id:<11} {check.stage.value:<8} {check.level.name.lower():<8} {check.title}"
+        if applies is not None:
+            line += f"  [{applies(check.id)}]"
+        click.echo(line)
+
+
+def _applicability(config_file: Path) -> Any:
+    """For one target: ``applies`` or ``needs <entry>`` per check ID."""
+    from probes.registry import REGISTRY, needs_of
+
+    config = target_from(config_file, load=False).config
+    by_id = {check.id: entry for entry in REGISTRY for check in entry.emits}
+
+    def applies(check_id: str) -> str:
+        entry = by_id.get(check_id)
+        missing = entry.missing_for(config) if entry is not None else []
+        if not needs_of(check_id) or not missing:
+            return "applies"
+        return "needs " + " and ".join(missing)
+
+    return applies
 
 
 @cli.command()

@@ -120,3 +120,20 @@ def test_a_point_that_does_not_resolve_is_a_target_error(tmp_path: Path) -> None
     )
     with pytest.raises(TargetError, match=r"points\.llm: harness\.flow\.llm:create_mesage: .* has no create_mesage"):
         load_target(path).check_points()
+
+
+def test_probes_with_config_says_what_each_check_needs(tmp_path: Path) -> None:
+    """`harness probes --config` marks the checks a bare table cannot support with the entry they need."""
+    import subprocess
+    import sys
+
+    path = _write(tmp_path, 'flow = "harness.flow.entry:run"')
+    out = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "probes", "--config", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    lines = {line.split()[0]: line for line in out.stdout.splitlines() if line.strip()}
+    assert lines["DB011"].endswith("[needs migrations]")
+    assert lines["DB006"].endswith("[needs metadata]")
+    assert lines["LLM102"].endswith("[needs points.llm]")
+    assert lines["LLM001"].endswith("[applies]")
