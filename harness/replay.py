@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from harness.cassettes import CassetteError, CassetteMeta, replaying
 from harness.config import Settings, plain_url

@@ -12,12 +12,10 @@ from typing import Any
 from harness.contract import (
     ATOMIC_TOKEN_RANGE,
     ContractViolation,
-    Discovery,
     JSONDecodeFailed,
     MasterPlan,
     NoJSONFound,
     PlanProblem,
-    PlanSkeleton,
     ProblemKind,
     Task,
     batch_problems,

@@ -22,7 +22,7 @@ from harness.replay import replay_cassette
 from harness.target import Target, find_config
 from probes.core import Outcome
 from tests.examples.bugs import APPS_DIR, BUGS, Bug, apply_bug
-from tests.examples.runs import App, imported, load_app
+from tests.examples.runs import imported, load_app
 
 pytestmark = pytest.mark.slow
 
