@@ -2,7 +2,8 @@
 
 Exit codes: 0 — everything as expected; 1 — findings (or a replay verdict that differs
 from its cassette's expectation); 2 — bad usage or unusable input (missing path, broken
-cassette, no PostgreSQL to be had); 3 — a bug in the harness itself.
+cassette, no PostgreSQL to be had); 3 — a bug in the harness itself; 130, 143, 129 — ended
+by SIGINT, SIGTERM or SIGHUP, after cleaning up (:mod:`harness.interrupts`).
 
 Library errors become :class:`click.ClickException` in the CLI layer (this package) only. Heavy imports
 (SDKs, SQLAlchemy) happen inside commands so ``harness --help`` stays fast.
@@ -10,6 +11,8 @@ Library errors become :class:`click.ClickException` in the CLI layer (this packa
 
 from __future__ import annotations
 
+import io
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -108,7 +111,9 @@ def cli(ctx: click.Context, log_format: str, log_level: str, quiet: bool) -> Non
     harness explain DB004         print one check
     harness report                re-render the newest report (md, junit, html, json)
 
-    Exit codes: 0 as expected, 1 findings or unexpected verdicts, 2 bad usage, 3 harness bug.
+    Exit codes: 0 as expected, 1 findings or unexpected verdicts, 2 bad usage, 3 harness bug,
+    130/143/129 ended by SIGINT/SIGTERM/SIGHUP: canary rows removed, disposable PostgreSQL
+    stopped, the report of what finished written.
     Reports go to reports/<UTC timestamp>-<command>/ (reports/latest is the newest).
     """
     from harness.logs import configure_logging
@@ -118,21 +123,84 @@ def cli(ctx: click.Context, log_format: str, log_level: str, quiet: bool) -> Non
 
 
 def main() -> None:
-    """Console-script entry point: no traceback ever reaches the user unless HARNESS_DEBUG is set."""
-    import os
+    """Console-script entry point: no traceback ever reaches the user unless HARNESS_DEBUG is set.
 
-    try:
-        cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(EXIT_USAGE)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(EXIT_USAGE if exc.exit_code in (1, 2) else exc.exit_code)
-    except SystemExit:
-        raise
-    except Exception as exc:
-        if os.environ.get("HARNESS_DEBUG"):
+    SIGINT, SIGTERM and SIGHUP unwind the command (:mod:`harness.interrupts`): its cleanups
+    run, then one line says so and the exit code is 128 + the signal's number. A reader that
+    stops reading our output (``harness probes | head``) is no error: the rest of the output
+    is discarded and the command ends with its own exit code.
+    """
+    import atexit
+    import gc
+    import os
+    import signal
+
+    from harness.interrupts import Interrupted, handling_signals
+
+    # Registered first, so it runs last: the interpreter's final collection of a run's objects
+    # (timelines, documents) takes seconds and frees nothing the operating system would not.
+    atexit.register(gc.freeze)
+    _tolerate_closed_stdout()
+    with handling_signals(restore=False):
+        try:
+            cli.main(standalone_mode=False)
+        except Interrupted as exc:
+            _interrupted(exc)
+        except click.exceptions.Abort:  # Ctrl-C where no handler of ours runs (a prompt, another thread)
+            _interrupted(Interrupted(signal.SIGINT))
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(EXIT_USAGE if exc.exit_code in (1, 2) else exc.exit_code)
+        except SystemExit:
             raise
-        _fail_internal(exc)
+        except Exception as exc:
+            if os.environ.get("HARNESS_DEBUG"):
+                raise
+            _fail_internal(exc)
     sys.exit(EXIT_OK)
+
+
+def _interrupted(exc: Any) -> NoReturn:
+    note = f"; {exc.note}" if exc.note else ""
+    sys.stdout.flush()
+    click.echo(f"harness: stopped by {exc.signal_name}{note}", err=True)
+    sys.exit(exc.exit_code)
+
+
+class _ReaderMayLeave(io.TextIOWrapper):
+    """stdout that, once its reader has gone (EPIPE), sends the rest of the output nowhere."""
+
+    def write(self, text: str) -> int:
+        try:
+            return super().write(text)
+        except BrokenPipeError:
+            _discard_stdout()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except BrokenPipeError:
+            _discard_stdout()
+            super().flush()
+
+
+def _discard_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+    finally:
+        os.close(devnull)
+
+
+def _tolerate_closed_stdout() -> None:
+    """Wrap the process's stdout so a reader leaving early is no error (click would exit 1 on EPIPE)."""
+    stream = sys.stdout
+    try:
+        if stream is None or stream.fileno() != 1 or not isinstance(stream, io.TextIOWrapper):
+            return
+    except (AttributeError, OSError, ValueError):
+        return  # not the real stdout (captured, replaced): leave it alone
+    encoding, errors, line_buffering = stream.encoding, stream.errors, stream.line_buffering
+    stream.flush()
+    sys.stdout = _ReaderMayLeave(stream.detach(), encoding=encoding, errors=errors, line_buffering=line_buffering)
