@@ -11,19 +11,23 @@ first unit of work and checks that it reaches the caller (PERSIST011) — a sess
 that swallows exceptions looks healthy on every run that does not fail.
 
 ``diagnose`` adds an LLM mode, a read-only switch, and canary rows that are always removed
-afterwards — by the keys the watcher saw written, children first.
+afterwards — by the keys the watcher saw written, children first — together with any canary
+rows an earlier, killed run left behind (:mod:`probes.canary`). The removal runs in a
+``finally`` under :func:`harness.interrupts.cleanup`: a signal (:class:`~harness.interrupts.Interrupted`)
+unwinds through the application's code into it, and a second signal does not cut it short.
 """
 
 from __future__ import annotations
 
 import enum
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.config import Settings
+from harness import interrupts
+from harness.interrupts import Interrupted, cleanup
 from harness.redaction import register_secret
 from harness.target import Target, environment, load_target
 from probes import CLASSIFIERS, auth, db, env, llm, persist
@@ -166,10 +170,10 @@ def _preflight(recorder: Recorder, ctx: PreflightContext, options: RunOptions, t
             entries = probes_for(stage, Scope.PREFLIGHT)
             if stage not in options.stages:
                 for entry in entries:
-                    recorder.skip(entry.emits, stage.value, "stage not selected (--stage)")
+                    recorder.skip(entry.emits, entry.point or stage.value, "stage not selected (--stage)")
                 continue
             for entry in entries:
-                recorder.run_probe(entry, stage.value, ctx, timeout=timeout)
+                recorder.run_probe(entry, entry.point or stage.value, ctx, timeout=timeout)
     finally:
         db.close_probe_connection(ctx.db)
 
@@ -234,8 +238,10 @@ def _call_flow(
         try:
             returned = target.call(request.request, request.user_id, request.session_id)
         except Exception as exc:  # the application's failure is what the run judges, never a crash of ours
+            interrupts.check()  # a signal whose exception the app's code lost on the way out (a driver mid-statement)
             timeline.add(FlowEnded(error=exception_info(exc, target.code)))
         else:
+            interrupts.check()
             timeline.add(FlowEnded(returned=returned))
         for unit, writes in orm.pending().items():
             timeline.add(UnitClosed(unit=unit, uncommitted=tuple(writes), location=None))
@@ -266,6 +272,7 @@ def _provoke(
     environ: dict[str, str | None],
     answers: Callable[[], AbstractContextManager[Any]],
     main: Any,
+    timelines: list[Any],
 ) -> tuple[ProvocationResult | str, Any]:
     """Run the flow again with its first write to the application's tables made to fail; did the failure come out?"""
     from harness.observe.faults import ProvokedFailure, failing_writes, stopped_at
@@ -276,6 +283,7 @@ def _provoke(
         return "the flow committed nothing, so there was no save to make fail", None
     table = first.writes[0].table
     timeline = Timeline()
+    timelines.append(timeline)  # before the call: an interrupted run's cleanup must see what it wrote
     raised: list[ProvokedFailure] = []
 
     @contextmanager
@@ -320,23 +328,24 @@ def _run_flow_and_judge(
     run: FlowRun,
     options: RunOptions,
     answers: Callable[[], AbstractContextManager[Any]],
-) -> Any:
+    timelines: list[Any],
+) -> None:
     from harness.judge import judge_flow
     from harness.observe.timeline import Timeline
 
     environ = _flow_environment(target, settings, options)
     timeline = Timeline()
     run.timeline = timeline
+    timelines.append(timeline)
     recorder.observe("llm.replayed", options.llm is LLMMode.REPLAY)
     run.returned = _call_flow(target, request, timeline, environ, answers)
     if timeline.output:
         recorder.observe("flow.output", timeline.output)
     reader = persist.Readback(settings.database_url, settings.timeouts) if settings.database_url else None
     ctx = FlowContext(timeline, target, request, reader, observe=recorder.observe, timeouts=settings.timeouts)
-    provoked_timeline = None
     try:
         if options.provoke:
-            result, provoked_timeline = _provoke(target, request, environ, answers, timeline)
+            result, _provoked = _provoke(target, request, environ, answers, timeline, timelines)
             ctx.state["provocation"] = result
         elif options.llm is LLMMode.FULL:
             ctx.state["provocation"] = "live answers: provoking a failure would spend another LLM call (replay a cassette)"
@@ -353,21 +362,112 @@ def _run_flow_and_judge(
             for key in keys
         ],
     )
-    return provoked_timeline
 
 
-def _remove_canary(recorder: Recorder, target: Target, settings: Settings, session_id: str, *timelines: Any) -> None:
-    """Delete what the run wrote (by the keys the watcher saw), children first, and verify it is gone."""
+#: What removing canary rows needs: a database that takes the app's tables, deletes and writes.
+CANARY_REQUIRES: tuple[Check, ...] = (
+    env.ENV001,
+    env.ENV004,
+    db.DB001,
+    db.DB002,
+    db.DB003,
+    db.DB010,
+    db.DB004,
+    db.DB008,
+    db.DB009,
+)
+
+
+def _session_columns(session_id: str, timelines: Any) -> set[tuple[str, str]]:
+    """(table, column) pairs whose committed values equal this run's canary session id."""
+    from harness.observe.timeline import UnitCommitted
+
+    seen = set()
+    for timeline in timelines:
+        for commit in timeline.of(UnitCommitted):
+            for write in commit.writes:
+                seen.update((write.table, name) for name, value in write.values.items() if value == session_id)
+    return seen
+
+
+def _remove_canary(
+    recorder: Recorder, target: Target, settings: Settings, session_id: str, timelines: list[Any]
+) -> None:
+    """Delete what the run wrote (by the keys the watcher saw) and every dead run's canary rows; verify none is left.
+
+    PERSIST008 fails when a row of this run, or any canary row of a run no longer alive,
+    is still in the database afterwards; PERSIST014 names each earlier run whose rows were found.
+    """
+    from probes import canary
+
     keys = _committed_keys(*timelines)
+    seen = _session_columns(session_id, timelines)
 
     def remove(ctx: Any) -> list:
-        findings, deleted = persist.remove_rows(settings.database_url or "", target.metadata, keys, settings.timeouts)
-        recorder.observe("canary", {"session_id": session_id, "rows_deleted": deleted, "tables": sorted(keys)})
+        findings, deleted = (
+            persist.remove_rows(settings.database_url or "", target.metadata, keys, settings.timeouts)
+            if keys
+            else ([], 0)
+        )
+        swept = canary.sweep(
+            settings.database_url or "", target.metadata, own_session=session_id, seen=seen, timeouts=settings.timeouts
+        )
+        recorder.observe(
+            "canary",
+            {
+                "session_id": session_id,
+                "rows_deleted": deleted + swept.deleted,
+                "tables": sorted(keys),
+                "leftovers": [
+                    {"session_id": left.session_id, "written_at": left.written_at, "rows": left.rows}
+                    for left in swept.leftovers
+                ],
+                "live_runs": swept.live,
+            },
+        )
+        for left in swept.leftovers:
+            when = (
+                f"at {left.written_at:%Y-%m-%d %H:%M:%S} UTC" if left.written_at else "at an unknown time (older harness)"
+            )
+            findings.append(
+                persist.PERSIST014.finding(
+                    f"Canary rows of an earlier diagnose run that never cleaned up were in the database: session "
+                    f"{left.session_id}, written {when}, {sum(left.rows.values())} row(s); removed now.",
+                    session_id=left.session_id,
+                    written_at=left.written_at.isoformat() if left.written_at else None,
+                    rows=left.rows,
+                    removed=swept.error is None,
+                )
+            )
+        if swept.error is not None or swept.remaining:
+            left = sum(sum(tables.values()) for tables in swept.remaining.values())
+            message = (
+                f"{left} canary row(s) remain in the database after cleanup."
+                if left
+                else "Looking for canary rows left in the database failed."
+            )
+            findings.append(
+                persist.PERSIST008.finding(
+                    message,
+                    remaining=swept.remaining,
+                    error=swept.error,
+                    sqlstate=swept.sqlstate,
+                    kept_children=swept.kept,
+                )
+            )
         return findings
 
     from probes.registry import Probe
 
-    entry = Probe("harness.runner.canary", Stage.PERSIST, Scope.WRITES, (persist.PERSIST008,), (), remove)
+    entry = Probe(
+        "harness.runner.canary",
+        Stage.PERSIST,
+        Scope.WRITES,
+        (persist.PERSIST008, persist.PERSIST014),
+        CANARY_REQUIRES,
+        remove,
+        independent=True,
+    )
     recorder.run_probe(entry, "canary", None, seq=10**9 + 1)
 
 
@@ -440,9 +540,38 @@ def run_flow(
     _register_secrets(settings)
 
     recorder = Recorder(CLASSIFIERS, fail_level=options.fail_level)
-    canary_session = f"{persist.CANARY_PREFIX}{uuid.uuid4().hex[:12]}" if options.canary else None
+    canary_session = canary_session_id() if options.canary else None
     flow_request = FlowRequest(request.request, request.user_id, canary_session or request.session_id)
     run = FlowRun(report=recorder.report, observations=recorder.observations, session_id=flow_request.session_id)
+    try:
+        _run(recorder, run, settings, request, flow_request, target, options, answers, disposable, canary_session)
+    except Interrupted as stopped:
+        stopped.partial = run  # what finished, for the report the command still writes
+        recorder.finish()
+        raise
+    recorder.finish()
+    return run
+
+
+def canary_session_id() -> str:
+    """A canary session id for one diagnose run: ``harness-canary-<UTC time>-<random>``."""
+    from probes.canary import new_session_id
+
+    return new_session_id()
+
+
+def _run(
+    recorder: Recorder,
+    run: FlowRun,
+    settings: Settings,
+    request: FlowRequest,
+    flow_request: FlowRequest,
+    target: Target,
+    options: RunOptions,
+    answers: Callable[[], AbstractContextManager[Any]],
+    disposable: tuple[Callable[[], str], Callable[[str], None]] | None,
+    canary_session: str | None,
+) -> None:
     recorder.observe("target", {"name": target.config.name, "config": str(target.config.source), "flow": target.config.flow})
 
     identity = auth.Identity(request.user_id, request.session_id, options.identity_source)
@@ -452,6 +581,7 @@ def run_flow(
         identity=identity,
         token_error=options.token_error,
         token_given=options.token_given,
+        llm=options.llm.value,
         observe=recorder.observe,
         disposable=disposable,
     )
@@ -463,19 +593,37 @@ def run_flow(
         _skip_flow(recorder, "stage not selected (--stage)")
     elif options.llm is LLMMode.OFF:
         _skip_flow(recorder, "--llm off: no LLM call, so nothing to parse or persist")
+    elif options.llm is LLMMode.PING:
+        _ping(recorder, settings)  # needs the keys only: a database problem does not stop it
+        _skip_flow(recorder, "--llm ping: the flow is not run")
     elif stopped is not None:
         _skip_flow(recorder, stopped[1], blocked=stopped[0] is Outcome.BLOCKED)
-    elif options.llm is LLMMode.PING:
-        _ping(recorder, settings)
-        _skip_flow(recorder, "--llm ping: the flow is not run")
     elif options.read_only:
         _skip_flow(recorder, "--read-only: the flow writes rows, so it is not run")
     else:
-        provoked = None
-        try:
-            provoked = _run_flow_and_judge(recorder, target, settings, flow_request, run, options, answers)
-        finally:
-            if canary_session is not None:
-                _remove_canary(recorder, target, settings, canary_session, run.timeline, provoked)
-    recorder.finish()
-    return run
+        timelines: list[Any] = []
+        from probes.canary import holding
+
+        # The lock tells other runs' sweeps that this run's canary rows are a live run's, not a dead one's.
+        with holding(settings.database_url if canary_session else None, canary_session or "", settings.timeouts):
+            try:
+                _run_flow_and_judge(recorder, target, settings, flow_request, run, options, answers, timelines)
+            finally:
+                if canary_session is not None:
+                    with cleanup():
+                        _remove_canary(recorder, target, settings, canary_session, timelines)
+        return
+    if canary_session is not None:
+        _sweep_only(recorder, target, settings, canary_session, options)
+
+
+def _sweep_only(recorder: Recorder, target: Target, settings: Settings, session_id: str, options: RunOptions) -> None:
+    """When the flow does not run: still find (and remove) canary rows killed runs left, unless nothing may be written."""
+    checks = (persist.PERSIST008, persist.PERSIST014)
+    if Stage.PERSIST not in options.stages:
+        recorder.skip(checks, "canary", "stage not selected (--stage)", seq=10**9 + 1)
+    elif options.read_only:
+        recorder.skip(checks, "canary", "--read-only: nothing is written or removed", seq=10**9 + 1)
+    else:
+        with cleanup():
+            _remove_canary(recorder, target, settings, session_id, [])

@@ -154,10 +154,20 @@ def classify(exc: BaseException, point: str) -> Finding:
 from probes.registry import Scope, probe  # noqa: E402  (registration sits beside the checks)
 
 
-@probe(Stage.AUTH, emits=IDENTITY_CHECKS)
+def _no_token(ctx: Any) -> str | None:
+    return None if ctx.token_given or ctx.token_error is not None else "no bearer token given (--token)"
+
+
+@probe(Stage.AUTH, emits=(AUTH003,), applies=_no_token)
+def bearer_token(ctx: Any) -> list[Finding]:
+    """The bearer token verifies (only when one was given: without one there is nothing to verify)."""
+    return check_identity(ctx.identity, ctx.token_error)[:1] if ctx.token_error is not None else []
+
+
+@probe(Stage.AUTH, emits=(AUTH001, AUTH002), requires=(AUTH003,), independent=True)
 def request_identity(ctx: Any) -> list[Finding]:
-    """The token (when one is given) verifies; the request carries a user id and a session id."""
-    return check_identity(ctx.identity, ctx.token_error)
+    """The request carries a user id and a session id (each judged on its own)."""
+    return check_identity(ctx.identity)
 
 
 def _no_event_points(ctx: Any, ended: Any) -> str | None:

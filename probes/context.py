@@ -27,6 +27,8 @@ class PreflightContext:
     token_error: str | None = None
     #: A bearer token was given at all.
     token_given: bool = False
+    #: The run's LLM mode (``off``, ``ping``, ``full``, ``replay``): which settings the run uses.
+    llm: str = "full"
     #: Keeps a fact for the report (``observe("db.server", {...})``).
     observe: Callable[[str, Any], None] = lambda key, value: None
     #: Disposable databases for checks that need an empty one (``(new, drop)``), or ``None``.

@@ -136,6 +136,15 @@ PERSIST013 = Check(
     "The flow returned, but no saved row holds a document the LLM produced: the save never ran, ran on another "
     "session, or was rolled back and not reported.",
 )
+PERSIST014 = Check(
+    "PERSIST014",
+    Stage.PERSIST,
+    Level.WARNING,
+    "no canary rows left by an earlier run",
+    "An earlier diagnose run was killed before it could clean up (kill -9, power loss, a lost container) and left "
+    "the canary rows named in the evidence; this run removed them. End diagnose with SIGTERM or Ctrl-C, which "
+    "clean up, and give it the few seconds that takes.",
+)
 PERSIST101 = Check(
     "PERSIST101",
     Stage.PERSIST,
@@ -166,6 +175,7 @@ CHECKS = (
     PERSIST011,
     PERSIST012,
     PERSIST013,
+    PERSIST014,
     PERSIST101,
     PERSIST900,
 )

@@ -86,6 +86,8 @@ class Probe:
     #: What it needs from the target's table (``metadata``, ``migrations``, ``points.llm``...); without it,
     #: it does not apply to that target.
     needs: tuple[str, ...] = ()
+    #: The point a pre-flight probe's checks are recorded at when not the stage's own (one setting of several).
+    point: str | None = None
 
     def missing_for(self, config: Any) -> list[str]:
         """The target table entries this probe needs and ``config`` lacks."""
@@ -123,6 +125,7 @@ def probe(
     kinds: Sequence[str] | None = None,
     timeout: float | None = None,
     needs: Sequence[str] = (),
+    point: str | None = None,
 ) -> Callable[[Callable[..., Sequence[Finding]]], Callable[..., Sequence[Finding]]]:
     """Register the decorated function as a probe of ``stage``; returns the function unchanged."""
     wrong = [check.id for check in emits if check.stage is not stage]
@@ -146,6 +149,7 @@ def probe(
                 frozenset(kinds) if kinds is not None else None,
                 timeout,
                 tuple(needs),
+                point,
             )
         )
         return function
