@@ -31,6 +31,7 @@ __all__ = [
     "CassetteSummary",
     "SecretHit",
     "discover_cassettes",
+    "expectation_problem",
     "json_body_differences",
     "load_cassette",
     "load_meta",
@@ -143,8 +144,41 @@ def _read(path: Path) -> tuple[dict[str, Any], CassetteMeta]:
 
 
 def load_meta(path: Path) -> CassetteMeta:
-    """Read and check a cassette's harness metadata; :class:`CassetteError` if it is not usable."""
-    return _read(path)[1]
+    """Read and check a cassette's harness metadata; :class:`CassetteError` if it is not usable.
+
+    Its expectation is checked against the check catalogue too: a verdict no replay could
+    give (``nonsense``, ``LLM01``, ``parse:LLM001``) is refused here, before anything runs.
+    """
+    meta = _read(path)[1]
+    problem = expectation_problem(meta.expect)
+    if problem is not None:
+        raise CassetteError(meta.path, f"metadata.harness.expect {meta.expect!r}: {problem}")
+    return meta
+
+
+def expectation_problem(expect: str) -> str | None:
+    """Why ``expect`` is not a verdict a replay can give (``pass`` or ``<stage>:<error check ID>``); ``None`` if it is."""
+    from probes import ALL_CHECKS
+    from probes.core import Level, Stage
+
+    if expect == "pass":
+        return None
+    stage_name, sep, check_id = expect.partition(":")
+    stages = [stage.value for stage in Stage]
+    example = "write pass, or <stage>:<check ID> of the first failure (e.g. llm:LLM001)"
+    if not sep:
+        return f"not a verdict; {example}"
+    if stage_name not in stages:
+        return f"unknown stage {stage_name!r} (stages: {', '.join(stages)}); {example}"
+    check = next((c for c in ALL_CHECKS if c.id == check_id), None)
+    if check is None:
+        close = [c.id for c in ALL_CHECKS if c.stage.value == stage_name]
+        return f"no check {check_id!r} in the catalogue (`harness probes`); {stage_name} checks are: {', '.join(close)}"
+    if check.stage.value != stage_name:
+        return f"{check.id} is a check of stage {check.stage.value}, not {stage_name}: write {check.stage.value}:{check.id}"
+    if check.level < Level.ERROR:
+        return f"{check.id} is a {check.level.name.lower()}, and a verdict names the first error; write pass if the run should pass"
+    return None
 
 
 def discover_cassettes(paths: list[Path]) -> list[Path]:

@@ -16,7 +16,9 @@ accepting password connections wins, and every failure is kept for the error:
 
 Which setting wins: ``HARNESS_PG_PROVIDER`` (one provider name, or several separated by
 commas) replaces the chain above with exactly the providers it names, in its order — it
-wins over ``HARNESS_TEST_DATABASE_URL``, which is otherwise only the first link.
+wins over ``HARNESS_TEST_DATABASE_URL``. Without it, a set ``HARNESS_TEST_DATABASE_URL`` is
+the only provider tried: a server that cannot be reached is an error naming it, never
+silently replaced by local binaries. An unknown provider name is :class:`ProviderUnknown`.
 ``HARNESS_PG_BASEDIR`` replaces the base directory described below. Settings come from
 the ``environ`` mapping given to :func:`start_cluster`, else the process environment.
 
@@ -34,6 +36,7 @@ Exceptions::
 
     PostgresError
     ├── PostgresUnavailable   no provider could supply a cluster (one line per provider)
+    ├── ProviderUnknown       HARNESS_PG_PROVIDER names no provider (also a ValueError)
     └── ClusterNotOwned       an operation needs a cluster we run ourselves
 """
 
@@ -78,6 +81,7 @@ __all__ = [
     "PostgresError",
     "PostgresUnavailable",
     "Provider",
+    "ProviderUnknown",
     "ensure_usable_install",
     "install_from_bindir",
     "start_cluster",
@@ -136,6 +140,10 @@ class PostgresUnavailable(PostgresError):
         self.reasons = dict(reasons)
         lines = [f"- {name}: {reason}" for name, reason in self.reasons.items()]
         super().__init__("no disposable PostgreSQL available:\n" + "\n".join(lines))
+
+
+class ProviderUnknown(PostgresError, ValueError):
+    """``HARNESS_PG_PROVIDER`` names a provider that does not exist (a typo: bad input, not a harness bug)."""
 
 
 class ClusterNotOwned(PostgresError):
@@ -359,7 +367,16 @@ class DisposableCluster:
         self._close_admin()
 
     def stop(self) -> None:
-        """Stop the cluster and remove its data; on a server we do not own, drop what we created."""
+        """Stop the cluster and remove its data; on a server we do not own, drop what we created.
+
+        A signal meanwhile (:mod:`harness.interrupts`) waits until the server is stopped.
+        """
+        from harness.interrupts import cleanup
+
+        with cleanup():
+            self._stop()
+
+    def _stop(self) -> None:
         with self._lock:
             if self._stopped:
                 return
@@ -491,7 +508,7 @@ def start_cluster(*, environ: Mapping[str, str] | None = None) -> DisposableClus
     """Start (or attach to) a disposable cluster from the first provider that can supply one.
 
     Raises :class:`PostgresUnavailable` naming each provider's reason when none can, and
-    ``ValueError`` when ``HARNESS_PG_PROVIDER`` names an unknown provider.
+    :class:`ProviderUnknown` when ``HARNESS_PG_PROVIDER`` names an unknown provider.
     """
     environ = os.environ if environ is None else environ
     reasons: dict[str, str] = {}
@@ -508,6 +525,8 @@ def start_cluster(*, environ: Mapping[str, str] | None = None) -> DisposableClus
 def _providers_to_try(environ: Mapping[str, str]) -> list[Provider]:
     forced = environ.get(ENV_PROVIDER, "").strip()
     if not forced:
+        if environ.get(ENV_DATABASE_URL, "").strip():
+            return [Provider.EXTERNAL_DSN]  # the server named is the one wanted: no silent fallback
         return list(Provider)
     chosen = []
     for raw in forced.split(","):
@@ -515,7 +534,9 @@ def _providers_to_try(environ: Mapping[str, str]) -> list[Provider]:
             chosen.append(Provider(raw.strip()))
         except ValueError:
             names = ", ".join(p.value for p in Provider)
-            raise ValueError(f"{ENV_PROVIDER}={forced!r}: unknown provider {raw.strip()!r} (known: {names})") from None
+            raise ProviderUnknown(
+                f"{ENV_PROVIDER}={forced!r}: unknown provider {raw.strip()!r} (known: {names})"
+            ) from None
     return chosen
 
 

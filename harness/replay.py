@@ -101,8 +101,11 @@ def replay_all(
     ``empty_database`` makes and drops empty databases, for checking that the application's
     migrations build its models (paid once per process, not per cassette).
     """
+    from harness import interrupts
+
     results = []
     for meta in metas:
+        interrupts.check()
         url = new_database()
         try:
             result = replay_cassette(meta, url, target=target, disposable=empty_database)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,9 +9,6 @@ from typing import Any
 import click
 
 from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli
-
-#: A verdict ``harness replay`` can check: ``pass`` or ``<stage>:<check id>``.
-_VERDICT = re.compile(r"^(pass|[a-z]+:[A-Z]+[0-9]{3})$")
 
 _paths_argument = click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 
@@ -62,13 +58,15 @@ def list_cassettes(paths: tuple[Path, ...], test_dirs: tuple[Path, ...], output_
 
     Exits 0; 2 when a path is missing or a cassette is broken.
     """
+    from harness.cassettes import expectation_problem
+
     summaries = _load_all(paths)
     dirs = list(test_dirs) or ([Path("tests")] if Path("tests").is_dir() else [])
     test_text = _test_sources(dirs)
     rows = []
     for summary in summaries:
         meta = summary.meta
-        checked = bool(_VERDICT.match(meta.expect))
+        checked = expectation_problem(meta.expect) is None
         named_by_tests = meta.name in test_text or meta.path.name in test_text
         flags = []
         if summary.truncated:

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, target_from
-from harness.cli.report import reports_dir_option, write_reports
+from harness.cli.report import check_reports_dir, reports_dir_option, write_reports
 
 _MARKS = {"passed": "✔", "warned": "!", "failed": "✘", "blocked": "·", "skipped": "-", "not_applicable": "–"}
 #: Request used by ``--llm full`` when none is given: small, so a live check spends few tokens.
@@ -92,12 +92,19 @@ def diagnose(
       harness diagnose --env-file prod.env --llm ping --token "$JWT" --token-secret "$SECRET"
       harness diagnose --stage env --stage db --format json
 
-    Exit codes: 0 no finding at or above --fail-level, 1 findings, 2 bad usage.
+    A canary left by an earlier run that was killed outright (kill -9, power loss) is found,
+    removed and reported (PERSIST014); PERSIST008 fails while any canary row remains.
+    --format json prints the run's report.json (the versioned report schema).
+
+    Exit codes: 0 no finding at or above --fail-level, 1 findings, 2 bad usage; 130/143/129
+    when stopped by SIGINT/SIGTERM/SIGHUP — after removing the canary rows and writing the
+    report of the checks that finished.
     """
     import time
     from datetime import UTC, datetime
 
     from harness.config import EnvFileError, Settings, load_env_file, sqlalchemy_url
+    from harness.interrupts import Interrupted
     from harness.redaction import redact_url, register_secret
     from harness.reports import ReportedRun, RunContext
     from harness.runner import FlowRequest, LLMMode, RunOptions, run_flow
@@ -142,6 +149,7 @@ def diagnose(
             token_error = str(exc)
 
     mode = LLMMode(llm_mode)
+    check_reports_dir(reports_dir)
     started, clock = datetime.now(UTC), time.perf_counter()
     request = FlowRequest(request_text or DEFAULT_LIVE_REQUEST, user_id, session_id)
     options = RunOptions(
@@ -180,40 +188,60 @@ def diagnose(
         from dataclasses import replace
 
         options = replace(options, provoke=True, flow_env=tuple(sorted(recorded_env.items())))
-        run = run_flow(settings, request, target=target, options=options, answers=lambda: replaying(path))
+
+        def answers() -> Any:
+            return replaying(path)
+
     else:
         if cassette is not None:
             raise UsageProblem("--cassette only goes with --llm replay")
-        run = run_flow(settings, request, target=target, options=options)
+        answers = None
+
+    shown = redact_url(settings.database_url) if settings.database_url else f"({url_variable} not set)"
+
+    def report_of(run: Any, interrupted: str | None = None) -> Path:
+        context = RunContext(
+            started_at=started,
+            database_url=settings.database_url,
+            target=f"{target.config.name or target.config.flow} on {shown} (llm: {llm_mode})",
+            interrupted=interrupted,
+        )
+        return write_reports(
+            "diagnose", [ReportedRun("diagnose", run, time.perf_counter() - clock)], context, reports_dir
+        )
+
+    try:
+        if answers is not None:
+            run = run_flow(settings, request, target=target, options=options, answers=answers)
+        else:
+            run = run_flow(settings, request, target=target, options=options)
+    except Interrupted as stopped:
+        if stopped.partial is not None:
+            folder = report_of(stopped.partial, stopped.signal_name)
+            stopped.note = f"{_canary_words(stopped.partial)}; report of what finished: {folder}"
+        raise
 
     from harness.logs import get_logger, log_report
 
     log_report(get_logger("harness.diagnose"), run.report, command="diagnose", llm=llm_mode)
-    shown = redact_url(settings.database_url) if settings.database_url else f"({url_variable} not set)"
-    context = RunContext(
-        started_at=started,
-        database_url=settings.database_url,
-        target=f"{target.config.name or target.config.flow} on {shown} (llm: {llm_mode})",
-    )
-    folder = write_reports(
-        "diagnose", [ReportedRun("diagnose", run, time.perf_counter() - clock)], context, reports_dir
-    )
+    folder = report_of(run)
     if output_format == "json":
-        click.echo(json.dumps({**_json_report(run, shown, llm_mode), "reports": str(folder)}, indent=2, default=str))
+        click.echo((folder / "report.json").read_text(encoding="utf-8"), nl=False)
+        click.echo(f"Reports: {folder}", err=True)
     else:
         _print_doctor(run, f"{target.config.name or target.config.flow} on {shown}", llm_mode)
         click.echo(f"Reports: {folder}")
     sys.exit(EXIT_FINDINGS if run.report.failures else EXIT_OK)
 
 
-def _json_report(run: Any, target: str, llm_mode: str) -> dict[str, Any]:
-    return {
-        "command": "diagnose",
-        "target": target,
-        "llm": llm_mode,
-        **run.report.to_dict(),
-        "observations": run.observations,
-    }
+def _canary_words(run: Any) -> str:
+    """What became of the canary rows of an interrupted run, in a few words."""
+    outcome = next((o for o in reversed(run.report.outcomes) if o.check.id == "PERSIST008"), None)
+    if outcome is None or not outcome.outcome.ran:
+        return "no canary row was written"
+    if outcome.outcome.value == "passed":
+        return "canary rows removed and verified"
+    return f"canary rows NOT all removed (PERSIST008: {outcome.findings[0].message})"
 
 
 def _print_doctor(run: Any, target: str, llm_mode: str) -> None:
@@ -241,9 +269,12 @@ def _print_doctor(run: Any, target: str, llm_mode: str) -> None:
             click.echo(line)
         for reason in dict.fromkeys(o.reason for o in not_run):
             group = [o for o in not_run if o.reason == reason]
-            click.echo(f"  {_MARKS[group[0].outcome.value]} {len(group)} check(s) {group[0].outcome.value} — {reason}")
+            words = group[0].outcome.value.replace("_", " ")
+            click.echo(f"  {_MARKS[group[0].outcome.value]} {len(group)} check(s) {words} — {reason}")
     totals = (
-        ", ".join(f"{report.count(o)} {o.value}" for o in type(report.outcomes[0].outcome)) if report.outcomes else ""
+        ", ".join(f"{report.count(o)} {o.value.replace('_', ' ')}" for o in type(report.outcomes[0].outcome))
+        if report.outcomes
+        else ""
     )
     click.echo(f"\n{totals}")
     first = report.first_failure

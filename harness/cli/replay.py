@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, target_from
-from harness.cli.report import reports_dir_option, write_reports
+from harness.cli.report import check_reports_dir, reports_dir_option, write_reports
 
 
 @cli.command()
@@ -42,8 +42,12 @@ def replay(
       harness replay
       harness replay cassettes/healthy-task-manager.yaml
 
-    Exits 0 when every verdict matches its cassette's expectation, 1 when one does not.
-    Writes reports/<UTC timestamp>-replay/ (report.json, report.md, junit.xml, report.html).
+    Exits 0 when every verdict matches its cassette's expectation, 1 when one does not, 2 on
+    bad input (a broken cassette or an expectation no replay can give, no PostgreSQL, an
+    unwritable --reports-dir). Writes reports/<UTC timestamp>-replay/ (report.json,
+    report.md, junit.xml, report.html); --format json prints that report.json.
+    Stopped by SIGINT/SIGTERM/SIGHUP (exit 130/143/129): the disposable PostgreSQL is
+    stopped and the report of the cassettes already finished is written.
     """
     from harness.cassettes import CassetteError, discover_cassettes, load_meta
 
@@ -57,16 +61,20 @@ def replay(
             flow_env(meta)  # a malformed env is bad input, found before anything runs
     except CassetteError as exc:
         raise UsageProblem(str(exc)) from None
+    check_reports_dir(reports_dir)
 
+    from harness.interrupts import Interrupted
     from harness.logs import get_logger, log_report
-    from harness.postgres import DatabaseFactory, PostgresUnavailable, start_cluster
+    from harness.postgres import DatabaseFactory, PostgresUnavailable, ProviderUnknown, start_cluster
     from harness.replay import replay_all
     from harness.reports import ReportedRun, RunContext
 
     started = datetime.now(UTC)
     log = get_logger("harness.replay", command="replay")
+    finished: list[Any] = []
 
     def on_result(result: Any) -> None:
+        finished.append(result)
         log_report(log, result.run.report, cassette=result.meta.name, expect=result.meta.expect)
         if not result.matched:
             log.warning("verdict_unexpected", cassette=result.meta.name, expect=result.meta.expect, got=result.verdict)
@@ -75,58 +83,51 @@ def replay(
 
     try:
         cluster = start_cluster()
-    except PostgresUnavailable as exc:
+    except (PostgresUnavailable, ProviderUnknown) as exc:
         raise UsageProblem(f"no disposable PostgreSQL could be started: {exc}") from None
-    with cluster:
-        factory = DatabaseFactory(cluster, prepare_template=target.build_schema)
-        if output_format == "text":
-            click.echo(f"Replaying {len(metas)} cassette(s) on disposable PostgreSQL ({cluster.info.provider}).")
-        width = max(len(meta.name) for meta in metas)
-        results = replay_all(
-            metas,
-            factory.new_database,
-            factory.drop,
-            target=target,
-            on_result=on_result,
-            empty_database=(lambda: cluster.url(cluster.create_database()), factory.drop),
-        )
-        context = RunContext(
+
+    def context(interrupted: str | None = None) -> Any:
+        return RunContext(
             started_at=started,
             database_url=cluster.info.url("postgres"),
             target=f"{target.config.name or target.config.flow} on disposable PostgreSQL ({cluster.info.provider}), "
             "one database per cassette",
+            interrupted=interrupted,
         )
-    runs = [
-        ReportedRun(r.meta.name, r.run, r.duration_s, source=str(r.meta.path), expect=r.meta.expect) for r in results
-    ]
-    folder = write_reports("replay", runs, context, reports_dir)
+
+    def reported(results: list[Any]) -> list[Any]:
+        return [
+            ReportedRun(r.meta.name, r.run, r.duration_s, source=str(r.meta.path), expect=r.meta.expect)
+            for r in results
+        ]
+
+    try:
+        with cluster:
+            factory = DatabaseFactory(cluster, prepare_template=target.build_schema)
+            if output_format == "text":
+                click.echo(f"Replaying {len(metas)} cassette(s) on disposable PostgreSQL ({cluster.info.provider}).")
+            width = max(len(meta.name) for meta in metas)
+            results = replay_all(
+                metas,
+                factory.new_database,
+                factory.drop,
+                target=target,
+                on_result=on_result,
+                empty_database=(lambda: cluster.url(cluster.create_database()), factory.drop),
+            )
+    except Interrupted as stopped:
+        # The cluster is stopped (its `with` has unwound); keep the report of what finished.
+        folder = write_reports("replay", reported(finished), context(stopped.signal_name), reports_dir)
+        stopped.note = (
+            f"{len(finished)} of {len(metas)} cassette(s) finished; disposable PostgreSQL stopped; "
+            f"their report: {folder}"
+        )
+        raise
+    folder = write_reports("replay", reported(results), context(), reports_dir)
     mismatched = [result for result in results if not result.matched]
     if output_format == "json":
-        import json
-
-        click.echo(
-            json.dumps(
-                {
-                    "cassettes": [
-                        {
-                            "name": r.meta.name,
-                            "path": str(r.meta.path),
-                            "expect": r.meta.expect,
-                            "verdict": r.verdict,
-                            "matched": r.matched,
-                            "duration_s": round(r.duration_s, 3),
-                            "report": r.run.report.to_dict(),
-                        }
-                        for r in results
-                    ],
-                    "matched": len(results) - len(mismatched),
-                    "mismatched": len(mismatched),
-                    "reports": str(folder),
-                },
-                indent=2,
-                default=str,
-            )
-        )
+        click.echo((folder / "report.json").read_text(encoding="utf-8"), nl=False)
+        click.echo(f"Reports: {folder}/", err=True)
     else:
         click.echo(f"{len(results)} cassette(s): {len(results) - len(mismatched)} as expected, {len(mismatched)} not.")
         click.echo(f"Reports: {folder}/ (report.html, report.md, junit.xml, report.json)")

@@ -15,7 +15,7 @@ import click
 
 from harness.cli.app import UsageProblem, cli
 
-__all__ = ["reports_dir_option", "write_reports"]
+__all__ = ["check_reports_dir", "reports_dir_option", "write_reports"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,12 +31,26 @@ def reports_dir_option(command: F) -> F:
     )(command)
 
 
+def check_reports_dir(reports_dir: Path) -> None:
+    """Before any work: the reports folder can be made and written to, else bad input (exit 2) — not a lost run."""
+    import tempfile
+
+    try:
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=reports_dir, prefix=".harness-write-check-"):
+            pass
+    except OSError as exc:
+        raise UsageProblem(f"cannot write reports to {reports_dir}: {exc.strerror or exc}") from None
+
+
 def write_reports(command: str, runs: Iterable[Any], context: Any, reports_dir: Path) -> Path:
-    """Write the run's reports; a folder that cannot be written is bad input (exit 2), not a crash."""
+    """Write the run's reports (a signal meanwhile waits until they are written); an unwritable folder is exit 2."""
+    from harness.interrupts import cleanup
     from harness.reports import ReportError, write_run_reports
 
     try:
-        return write_run_reports(command, runs, meta=context, out_dir=reports_dir)
+        with cleanup():
+            return write_run_reports(command, runs, meta=context, out_dir=reports_dir)
     except (OSError, ReportError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise UsageProblem(f"cannot write reports to {reports_dir}: {reason}") from None

@@ -59,6 +59,8 @@ class RunContext:
     database_url: str | None = None
     #: Words for the target, e.g. "disposable PostgreSQL (local-binaries)".
     target: str | None = None
+    #: The signal's name when the command was stopped before it finished (``"SIGTERM"``).
+    interrupted: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -81,7 +83,7 @@ def build_run_report(command: str, runs: Iterable[ReportedRun], *, meta: RunCont
     expecting = [r for r in results if r.matched is not None]
     checks = {o: sum(r.totals.get(o, 0) for r in results) for o in _OUTCOMES}
     summary = Summary(
-        ok=all(r.ok for r in results),
+        ok=all(r.ok for r in results) and meta.interrupted is None,
         runs=len(results),
         passed=sum(1 for r in results if r.verdict == "pass"),
         failed=sum(1 for r in results if r.verdict != "pass"),
@@ -101,6 +103,7 @@ def build_run_report(command: str, runs: Iterable[ReportedRun], *, meta: RunCont
                 database_url=redact_url(meta.database_url) if meta.database_url else None,
                 description=meta.target,
             ),
+            interrupted=meta.interrupted,
         ),
         summary=summary,
         runs=results,

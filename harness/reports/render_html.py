@@ -72,9 +72,10 @@ def render_html(report: RunReport) -> str:
 
 def _headline(report: RunReport) -> str:
     s = report.summary
+    stopped = f" Stopped by {report.meta.interrupted} before it finished." if report.meta.interrupted else ""
     if s.matched is not None:
-        return f"{s.runs} run(s): {s.matched} as expected, {s.mismatched} not."
-    return f"{s.runs} run(s): {s.passed} passed, {s.failed} failed."
+        return f"{s.runs} run(s): {s.matched} as expected, {s.mismatched} not.{stopped}"
+    return f"{s.runs} run(s): {s.passed} passed, {s.failed} failed.{stopped}"
 
 
 def _meta_table(report: RunReport) -> str:

@@ -59,9 +59,10 @@ def render_markdown(report: RunReport) -> str:
 
 def _headline(report: RunReport) -> str:
     summary = report.summary
+    stopped = f" — stopped by {report.meta.interrupted} before it finished" if report.meta.interrupted else ""
     if summary.matched is not None:
-        return f"{summary.runs} run(s), {summary.matched} as expected, {summary.mismatched} not"
-    return f"{summary.runs} run(s), {summary.passed} passed, {summary.failed} failed"
+        return f"{summary.runs} run(s), {summary.matched} as expected, {summary.mismatched} not{stopped}"
+    return f"{summary.runs} run(s), {summary.passed} passed, {summary.failed} failed{stopped}"
 
 
 def _finding_section(run: RunResult) -> list[str]:

@@ -8,7 +8,7 @@ old reader misread a report bumps :data:`SCHEMA_VERSION`.
 ::
 
     RunReport
-    ├── meta       RunMeta: command, harness version, started/finished, masked target
+    ├── meta       RunMeta: command, harness version, started/finished, masked target, the signal that stopped it
     ├── summary    Summary: runs passed/failed, verdicts matched, check counts, LLM totals
     └── runs[]     RunResult: one per run (a cassette, a diagnosis)
         ├── stages[]   StageResult: env → persist, status and duration
@@ -47,7 +47,7 @@ __all__ = [
 #: The ``kind`` every run report carries; anything else is not a run report.
 REPORT_KIND = "masterplan-harness/run-report"
 #: Bumped whenever a reader of the previous version would misread a report.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: What became of one check at one point (``probes.core.Outcome``).
 Outcome = Literal["passed", "warned", "failed", "blocked", "skipped", "not_applicable"]
@@ -182,12 +182,18 @@ class RunMeta(_Model):
     finished_at: datetime
     duration_s: float
     target: Target
+    interrupted: str | None = Field(
+        default=None,
+        description="The signal (SIGINT, SIGTERM, SIGHUP) that stopped the command before it finished; runs then "
+        "holds only the runs that finished (and, for diagnose, the checks decided before the signal). Null: it ran "
+        "to its end.",
+    )
 
 
 class Summary(_Model):
     """Totals over every run."""
 
-    ok: bool = Field(description="True when every run is as it should be (exit code 0).")
+    ok: bool = Field(description="True when every run is as it should be and none was cut short (exit code 0).")
     runs: int
     passed: int = Field(description='Runs whose verdict is "pass".')
     failed: int = Field(description="Runs with a failure.")
@@ -201,7 +207,7 @@ class RunReport(_Model):
     """Everything one command run found: ``report.json``."""
 
     kind: Literal["masterplan-harness/run-report"] = REPORT_KIND
-    schema_version: Literal[2] = SCHEMA_VERSION
+    schema_version: Literal[3] = SCHEMA_VERSION
     meta: RunMeta
     summary: Summary
     runs: list[RunResult]

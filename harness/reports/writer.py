@@ -87,6 +87,8 @@ def load_report(path: Path) -> RunReport:
         text = target.read_text(encoding="utf-8")
     except OSError as exc:
         raise ReportError(f"cannot read {target}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ReportError(f"{target} is not a harness run report: not UTF-8 text (a binary file?)") from None
     try:
         data = json.loads(text)
     except ValueError as exc:
@@ -108,7 +110,10 @@ def load_report(path: Path) -> RunReport:
 
 def _resolve(path: Path) -> Path:
     if path.is_file() and path.name == LATEST and not path.is_symlink():
-        path = path.parent / path.read_text(encoding="utf-8").strip()
+        try:
+            path = path.parent / path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError, ValueError):
+            raise ReportError(f"{path} does not name a report folder") from None
     if path.is_dir():
         path = path / REPORT_FILES["json"]
     if not path.exists():
