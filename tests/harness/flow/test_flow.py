@@ -18,6 +18,7 @@ from harness.flow.chat import ChatCommands, Conversation, MasterplanResult
 from harness.flow.database import make_engine, make_session_factory
 from harness.flow.events import CollectingSink, EventType, ProgressEvent
 from harness.flow.llm import build_clients
+from harness.observe.timeline import UnitCommitted
 from harness.recording import content
 from harness.recording.scenarios import batch_texts, skeleton_of
 from harness.recording.wire_server import EmbeddingReply, MessageReply, WireScript
@@ -101,6 +102,27 @@ def test_chat_command_yields_its_progress_and_sends_each_event_to_the_sink(stand
     assert {event.session_id for event in yielded} == {"sid-1"}
     assert yielded[-1].data["masterplan_id"] == str(result.masterplan_id)
     _assert_whole_plan_saved(flow_database_url)
+
+
+@pytest.mark.slow
+def test_single_call_mode_saves_the_whole_plan_in_one_unit_of_work(stand_in_apis, flow_database_url) -> None:
+    """MASTERPLAN_GENERATION_MODE=single: one plan call, every child and the switch to 'draft' in one commit."""
+    reply = MessageReply(content.render_reply(content.masterplan_for(KIND), "prose"))
+    options = RunOptions(flow_env=(("MASTERPLAN_GENERATION_MODE", "single"),))
+    run = run_flow(stand_in_apis(_healthy_script(reply), flow_database_url), _request(), options=options)
+    assert run.report.verdict == "pass", run.report.first_failure
+    assert [call["point"] for call in run.observations["llm.calls"] if call["kind"] != "embeddings"] == [
+        "discovery",
+        "masterplan",
+    ]
+    _assert_whole_plan_saved(flow_database_url)
+    assert _query(flow_database_url, "SELECT generation_mode, batches_total FROM masterplans") == [("single", 0)]
+    assert _query(flow_database_url, "SELECT count(*) FROM masterplan_tasks WHERE batch_number IS NOT NULL") == [(0,)]
+    children = {"masterplan_phases", "masterplan_milestones", "masterplan_tasks", "masterplan_task_dependencies"}
+    commits = [c for c in run.timeline.of(UnitCommitted) if {w.table for w in c.writes} & children]
+    assert len(commits) == 1 and children <= {w.table for w in commits[0].writes}
+    status = [w.values["status"] for w in commits[0].writes if w.table == "masterplans" and "status" in w.values]
+    assert [getattr(value, "value", value) for value in status] == ["draft"]
 
 
 @pytest.mark.slow
