@@ -266,7 +266,8 @@ def _units_recording(timeline: Timeline, ended: FlowEnded) -> set[str]:
     return {
         event.unit
         for event in timeline.of(RowsWritten)
-        if any(isinstance(value, str) and any(text in value for text in texts) for w in event.writes for value in w.values.values())
+        for write in event.writes
+        if any(isinstance(value, str) and any(text in value for text in texts) for value in write.values.values())
     }
 
 

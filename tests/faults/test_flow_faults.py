@@ -172,7 +172,8 @@ def test_failure_handling_the_skeleton_is_parse101_not_hidden_by_marking_the_pla
     ((status, failed_batch, error),) = _query(
         flow_database_url, "SELECT status::text, failed_batch, error_message FROM masterplans"
     )
-    assert (status, failed_batch) == ("failed", 0) and error == "skeleton: ValueError: a batch must hold at least one task"
+    assert (status, failed_batch) == ("failed", 0)
+    assert error == "skeleton: ValueError: a batch must hold at least one task"
 
 
 # -- persist: the team's session scope --------------------------------------------------------------
@@ -207,7 +208,9 @@ def test_swallowed_plan_save_is_persist013_although_the_flow_returned(stand_in_a
     """Single-call mode: the plan's commit is refused and swallowed, the flow returns its id — PERSIST013 at masterplan."""
     _execute(flow_database_url, _REFUSE_TASKS_AT_COMMIT)
     target = shims.shim_target(shims.run_with_a_swallowing_session)
-    run = run_flow(stand_in_apis(_single_call_script(), flow_database_url), _request(), target=target, options=SINGLE_CALL)
+    run = run_flow(
+        stand_in_apis(_single_call_script(), flow_database_url), _request(), target=target, options=SINGLE_CALL
+    )
     assert run.returned is not None and run.returned.masterplan_id is not None  # the caller believes it was saved
     first = run.report.first_failure
     assert (first.stage.value, first.id, first.point) == ("persist", "PERSIST013", "masterplan")
@@ -239,7 +242,8 @@ def test_swallowed_batch_save_is_persist101_at_the_next_batch_never_a_phase_take
     ((status, failed_batch, committed),) = _query(
         flow_database_url, "SELECT status::text, failed_batch, batches_committed FROM masterplans"
     )
-    assert (status, failed_batch, committed) == ("failed", 2, 0)  # batch 1's whole unit was rolled back; the flow went on
+    # Batch 1's whole unit was rolled back, yet the flow went on to batch 2.
+    assert (status, failed_batch, committed) == ("failed", 2, 0)
     assert _query(flow_database_url, "SELECT count(*) FROM masterplan_tasks") == [(0,)]
 
 
@@ -293,4 +297,3 @@ def test_canary_cleanup_holds_when_the_save_is_swallowed(stand_in_apis, flow_dat
     assert canary["tables"] == ["discovery_documents", "masterplan_milestones", "masterplan_phases", "masterplans"]
     assert canary["session_id"].startswith("harness-canary-") and run.session_id == canary["session_id"]
     assert _counts(flow_database_url) == dict.fromkeys(TABLES, 0)
-

@@ -58,7 +58,9 @@ def _skeleton() -> str:
         (lambda f: f.on_messages(f.connection_refused()), "discovery", "LLM010", {}),
         (lambda f: f.on_messages(f.raw(b"<html>502 Bad Gateway</html>", status=502)), "discovery", "LLM008", {}),
         (
-            lambda f: f.on_messages(_discovery(f), f.stream_error(text=_skeleton()[:1000])).on_embeddings(f.embeddings()),
+            lambda f: f.on_messages(_discovery(f), f.stream_error(text=_skeleton()[:1000])).on_embeddings(
+                f.embeddings()
+            ),
             "masterplan.skeleton",
             "LLM015",
             {"status": 200, "api_error_type": "overloaded_error"},
@@ -70,9 +72,9 @@ def _skeleton() -> str:
             {"stop_reason": None},
         ),
         (
-            lambda f: f.on_messages(_discovery(f), f.message(_skeleton()[:3000], stop_reason="max_tokens")).on_embeddings(
-                f.embeddings()
-            ),
+            lambda f: f.on_messages(
+                _discovery(f), f.message(_skeleton()[:3000], stop_reason="max_tokens")
+            ).on_embeddings(f.embeddings()),
             "masterplan.skeleton",
             "LLM001",
             {"stop_reason": "max_tokens"},

@@ -33,9 +33,9 @@ __all__ = [
     "run_on_another_database",
     "run_reading_the_key_from_another_variable",
     "run_with_a_client_that_returns_dicts",
-    "run_with_an_audited_session",
     "run_with_a_session_that_never_commits",
     "run_with_a_swallowing_session",
+    "run_with_an_audited_session",
     "run_with_quick_retries",
     "run_without_an_event_sink",
     "run_without_retries",
@@ -172,7 +172,7 @@ class SwallowingSession(Session):
     def commit(self) -> None:
         try:
             super().commit()
-        except Exception:
+        except Exception:  # noqa: BLE001 - the bug this shim is about
             self.rollback()  # swallowed: the caller believes the save succeeded
 
 

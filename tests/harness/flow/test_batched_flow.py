@@ -194,7 +194,9 @@ def test_serialization_failure_on_a_batch_commit_is_retried(stand_in_apis, flow_
         )
     texts = batch_texts(_plan())
     with capture_logs() as logs:
-        run = run_flow(stand_in_apis(_script([MessageReply(t) for t in texts]), flow_database_url), _request(), target=QUICK)
+        run = run_flow(
+            stand_in_apis(_script([MessageReply(t) for t in texts]), flow_database_url), _request(), target=QUICK
+        )
     assert run.report.verdict == "pass", run.report.first_failure
     persisted = [a for a in _attempts(logs, "persist") if a["outcome"] != "ok"]
     assert [(a["point"], a["number"], a["error_type"]) for a in persisted] == [

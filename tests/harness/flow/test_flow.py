@@ -210,4 +210,3 @@ def test_missing_tables_fail_at_db_before_any_llm_call(stand_in_apis, postgres_c
     assert (first.id, first.stage.value) == ("DB004", "db")
     assert "masterplans" in first.evidence["missing_tables"]
     assert run.returned is None and "llm.calls" not in run.observations
-
