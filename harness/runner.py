@@ -125,7 +125,7 @@ class FlowRun:
 
 
 @dataclass(frozen=True)
-class ProvocationResult:
+class ProvocationResult(persist.ProvocationLike):
     """What the provoked run showed: did a failure in the first save reach the flow's caller?"""
 
     reached_caller: bool
@@ -141,7 +141,6 @@ class ProvocationResult:
     #: Rows and LLM calls the flow made after the failure (it carried on as if the save had worked).
     writes_after: int
     calls_after: int
-
 
 def _register_secrets(settings: Settings) -> None:
     for secret in (settings.anthropic_api_key, settings.openai_api_key):
