@@ -164,7 +164,7 @@ def test_an_html_page_instead_of_the_api_shows_its_first_characters() -> None:
     assert "502 Bad Gateway" in finding.evidence["head"]
 
 
-def test_an_unreachable_api_is_llm010() -> None:
+def test_unreachable_api_is_llm010() -> None:
     """A port nobody listens on is a connection finding, from the exchange and from the SDK's exception alike."""
     client = anthropic.Anthropic(
         api_key=FAKE_ANTHROPIC_KEY, base_url=f"http://127.0.0.1:{_closed_port()}", max_retries=0, timeout=5
