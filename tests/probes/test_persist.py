@@ -738,7 +738,7 @@ def test_rows_lost_after_their_commit_are_persist001_before_the_error_they_cause
     run = _replay(flow_database_url, "milestones_vanish")
     assert run.report.verdict == "persist:PERSIST001"
     finding = run.report.first_failure
-    assert finding.evidence["tables"] == ["masterplan_milestones"] and finding.point == "masterplan"
+    assert finding.evidence["tables"] == ["masterplan_milestones"] and finding.point == "masterplan.skeleton"
     assert run.observations["flow.error"]["type"] == "CommittedRowsMissing"
     assert "milestone 1 of phase 1" in run.observations["flow.error"]["message"]
     (code,) = _outcomes(run, "PERSIST101")
