@@ -332,6 +332,7 @@ def _run_flow_and_judge(
         recorder.observe("flow.output", timeline.output)
     reader = persist.Readback(settings.database_url, settings.timeouts) if settings.database_url else None
     ctx = FlowContext(timeline, target, request, reader, observe=recorder.observe, timeouts=settings.timeouts)
+    ctx.state["replayed"] = options.llm is LLMMode.REPLAY
     provoked_timeline = None
     try:
         if options.provoke:
