@@ -129,7 +129,7 @@ class FlowRun:
 
 
 @dataclass(frozen=True)
-class ProvocationResult:
+class ProvocationResult(persist.ProvocationLike):
     """What the provoked run showed: did a failure in the first save reach the flow's caller?"""
 
     reached_caller: bool
@@ -145,7 +145,6 @@ class ProvocationResult:
     #: Rows and LLM calls the flow made after the failure (it carried on as if the save had worked).
     writes_after: int
     calls_after: int
-
 
 def _register_secrets(settings: Settings) -> None:
     for secret in (settings.anthropic_api_key, settings.openai_api_key):
@@ -343,6 +342,7 @@ def _run_flow_and_judge(
         recorder.observe("flow.output", timeline.output)
     reader = persist.Readback(settings.database_url, settings.timeouts) if settings.database_url else None
     ctx = FlowContext(timeline, target, request, reader, observe=recorder.observe, timeouts=settings.timeouts)
+    ctx.state["replayed"] = options.llm is LLMMode.REPLAY
     try:
         if options.provoke:
             result, _provoked = _provoke(target, request, environ, answers, timeline, timelines)
