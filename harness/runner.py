@@ -429,14 +429,15 @@ def _remove_canary(
             when = (
                 f"at {left.written_at:%Y-%m-%d %H:%M:%S} UTC" if left.written_at else "at an unknown time (older harness)"
             )
+            what = "removed now" if left.removed else "NOT removed (see PERSIST008)"
             findings.append(
                 persist.PERSIST014.finding(
                     f"Canary rows of an earlier diagnose run that never cleaned up were in the database: session "
-                    f"{left.session_id}, written {when}, {sum(left.rows.values())} row(s); removed now.",
+                    f"{left.session_id}, written {when}, {sum(left.rows.values())} row(s); {what}.",
                     session_id=left.session_id,
                     written_at=left.written_at.isoformat() if left.written_at else None,
                     rows=left.rows,
-                    removed=swept.error is None,
+                    removed=left.removed,
                 )
             )
         if swept.error is not None or swept.remaining:
@@ -446,13 +447,18 @@ def _remove_canary(
                 if left
                 else "Looking for canary rows left in the database failed."
             )
+            if swept.kept:
+                message += (
+                    f" Rows of other sessions hang from the canary rows of {', '.join(sorted(swept.kept))}: deleting "
+                    "those could take them along, so they were left in place."
+                )
             findings.append(
                 persist.PERSIST008.finding(
                     message,
                     remaining=swept.remaining,
                     error=swept.error,
                     sqlstate=swept.sqlstate,
-                    kept_children=swept.kept,
+                    left_in_place=swept.kept,
                 )
             )
         return findings

@@ -10,8 +10,9 @@ what it wrote by key afterwards (:func:`probes.persist.remove_rows`); a run kill
    run saw holding its own canary id);
 2. **children** — rows that reference a root through the metadata's foreign keys, and
    theirs in turn (a plan's phases, milestones, tasks and dependency rows carry no session
-   id of their own). A child whose own session column holds anything but a canary id is
-   never taken: only rows provably a canary's are deleted;
+   id of their own). Only rows provably a canary's are deleted: when a child's own session
+   column holds anything but a canary id, that canary is left in place whole (deleting its
+   root could cascade to the other session's row) and reported;
 3. **live runs are left alone** — a run holds a PostgreSQL advisory lock keyed by its canary
    id while it runs (:func:`holding`); a canary whose lock is free belongs to a run that is
    gone (the server releases a dead client's locks with its connection).
@@ -133,6 +134,8 @@ class Leftover:
     written_at: datetime | None
     #: Rows found per table: its own rows and the children hanging from them.
     rows: dict[str, int]
+    #: Whether the sweep removed them (no: rows of another session hang from them, or the delete failed).
+    removed: bool = True
 
     def describe(self) -> str:
         when = f"written {self.written_at:%Y-%m-%d %H:%M:%S} UTC" if self.written_at else "written at an unknown time"
@@ -152,8 +155,9 @@ class SweepResult:
     remaining: dict[str, dict[str, int]] = field(default_factory=dict)
     #: Sessions skipped because a live run holds their lock.
     live: list[str] = field(default_factory=list)
-    #: Children kept although their parent is a canary's: their own session column says otherwise.
-    kept: dict[str, int] = field(default_factory=dict)
+    #: Canaries left in place, per session id: rows of another session hang from them (table → count),
+    #: and deleting the canary could take those along.
+    kept: dict[str, dict[str, int]] = field(default_factory=dict)
     #: Why the sweep could not finish (a database error), if it could not.
     error: str | None = None
     sqlstate: str | None = None
@@ -280,26 +284,32 @@ def sweep(
                 if session_id in result.live:
                     continue
                 rows, kept = _children(connection, metadata, tables, columns)
-                for name, count in kept.items():
-                    result.kept[name] = result.kept.get(name, 0) + count
                 by_session[session_id] = rows
+                if kept:
+                    # Rows of another session hang from this canary: deleting it could take them along
+                    # (ON DELETE CASCADE), so none of this canary's rows is touched.
+                    result.kept[session_id] = kept
+                    continue
                 for name, keys in rows.items():
                     removing.setdefault(name, set()).update(keys)
             connection.commit()
+        failed = False
+        if removing:
+            findings, result.deleted = remove_rows(
+                database_url, metadata, {name: sorted(keys, key=repr) for name, keys in removing.items()}, timeouts
+            )
+            if findings:
+                failed = True
+                evidence = findings[0].evidence
+                result.error = str(evidence.get("error") or findings[0].message)
+                result.sqlstate = evidence.get("sqlstate")
         for session_id, rows in sorted(by_session.items()):
             counts = {name: len(keys) for name, keys in sorted(rows.items()) if keys}
             if session_id == own_session:
                 result.own_rows = counts
             else:
-                result.leftovers.append(Leftover(session_id, written_at(session_id), counts))
-        if removing:
-            _findings, result.deleted = remove_rows(
-                database_url, metadata, {name: sorted(keys, key=repr) for name, keys in removing.items()}, timeouts
-            )
-            if _findings:
-                evidence = _findings[0].evidence
-                result.error = str(evidence.get("error") or _findings[0].message)
-                result.sqlstate = evidence.get("sqlstate")
+                removed = not failed and session_id not in result.kept
+                result.leftovers.append(Leftover(session_id, written_at(session_id), counts, removed))
         with engine.connect() as connection:
             after = _roots(connection, columns)
         for session_id, tables in after.items():

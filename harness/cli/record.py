@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, target_from
-from harness.cli.report import reports_dir_option, write_reports
+from harness.cli.report import check_reports_dir, reports_dir_option, write_reports
 
 #: A cassette name becomes a file name: keep it to what every file system and shell accepts.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -91,7 +91,9 @@ def record(
       harness record "$(cat request.txt)" --name prod-failure --disposable-db --force
 
     Exits 0 when the cassette was written (whatever its verdict), 1 when the run failed
-    before any LLM call (nothing worth keeping), 2 on bad usage or an existing cassette.
+    before any LLM call (nothing worth keeping), 2 on bad usage or an existing cassette;
+    130/143/129 when stopped by SIGINT/SIGTERM/SIGHUP (nothing recorded; the report of what
+    finished is written, a disposable database is stopped).
     """
     import time
     from datetime import UTC, datetime
@@ -99,6 +101,7 @@ def record(
     import os
 
     from harness.config import MODELS_ENV_PREFIX, Settings
+    from harness.interrupts import Interrupted
     from harness.record import record_cassette
     from harness.redaction import redact_text, redact_url
     from harness.reports import ReportedRun, RunContext
@@ -137,6 +140,7 @@ def record(
             f"{url_variable} is not set: set it to the (scratch) database the flow writes to, or pass --disposable-db"
         )
 
+    check_reports_dir(reports_dir)
     made_with = "the live APIs"
     if anthropic_base_url or openai_base_url or settings.anthropic_base_url or settings.openai_base_url:
         merged = settings.with_overrides(**overrides)
@@ -147,11 +151,11 @@ def record(
     with ExitStack() as stack:
         where = url_variable
         if disposable_db:
-            from harness.postgres import DatabaseFactory, PostgresUnavailable, start_cluster
+            from harness.postgres import DatabaseFactory, PostgresUnavailable, ProviderUnknown, start_cluster
 
             try:
                 cluster = stack.enter_context(start_cluster())
-            except PostgresUnavailable as exc:
+            except (PostgresUnavailable, ProviderUnknown) as exc:
                 raise UsageProblem(f"no disposable PostgreSQL could be started: {exc}") from None
             factory = DatabaseFactory(cluster, prepare_template=target.build_schema)
             overrides["database_url"] = factory.new_database()
@@ -173,6 +177,26 @@ def record(
             )
         except FileExistsError as exc:
             raise UsageProblem(str(exc)) from None
+        except Interrupted as stopped:
+            interrupted = stopped
+        else:
+            interrupted = None
+    if interrupted is not None:
+        if interrupted.partial is not None:
+            folder = write_reports(
+                "record",
+                [ReportedRun(name, interrupted.partial, time.perf_counter() - clock, source=str(path))],
+                RunContext(
+                    started_at=started,
+                    target=f"recording {path} ({where}; {made_with})",
+                    interrupted=interrupted.signal_name,
+                ),
+                reports_dir,
+            )
+            interrupted.note = f"nothing recorded ({path} not written); report of what finished: {folder}"
+        else:
+            interrupted.note = f"nothing recorded ({path} not written)"
+        raise interrupted
 
     report = recorded.run.report
     folder = write_reports(
