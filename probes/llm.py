@@ -264,6 +264,15 @@ def check_exchange(exchange: Any, point: str) -> list[Finding]:
     if exchange.api == "embeddings":
         if exchange.answered and exchange.body_is_json is not False and exchange.error is None:
             return []
+        mismatch = _cassette_mismatch(exchange.error.exception) if exchange.error and exchange.error.exception else None
+        if mismatch is not None:
+            # Not the provider failing: the cassette lacks this request. Said here, at the call whose request
+            # is missing — not at the next call, whose prompt then differs because it had no examples.
+            return [
+                LLM012.finding(
+                    f"The {point} request is not in the cassette.", point=point, mismatch=str(mismatch)[:2000], **evidence
+                )
+            ]
         reason = exchange.error.type if exchange.error else exchange.api_error_type or f"status {exchange.status}"
         return [
             LLM013.finding(
@@ -355,18 +364,18 @@ def classify(exc: BaseException, point: str) -> Finding:
     import anthropic
     import openai
 
+    mismatch = _cassette_mismatch(exc)
+    if mismatch is not None:
+        return LLM012.finding(
+            f"The {point} request is not in the cassette.", point=point, mismatch=str(mismatch)[:2000]
+        )
+
     if point == "examples":
         return LLM013.finding(
             f"Example retrieval failed ({type(exc).__name__}); the plan is generated without examples.",
             point=point,
             error_type=type(exc).__name__,
             error=str(exc)[:300],
-        )
-
-    mismatch = _cassette_mismatch(exc)
-    if mismatch is not None:
-        return LLM012.finding(
-            f"The {point} request is not in the cassette.", point=point, mismatch=str(mismatch)[:2000]
         )
 
     for sdk in (anthropic, openai):
@@ -493,9 +502,10 @@ def call_answered(ctx: Any, view: Any) -> list[Finding]:
     return check_exchange(view.exchange, view.point)
 
 
-@probe(Stage.LLM, scope=Scope.EMBEDDING, emits=(LLM013,))
+@probe(Stage.LLM, scope=Scope.EMBEDDING, emits=(LLM012, LLM013))
 def examples_answered(ctx: Any, view: Any) -> list[Finding]:
-    """Each embeddings call answered (a failure is a warning: plans are made without examples)."""
+    """Each embeddings call answered (a failure is a warning: plans are made without examples; a request the
+    cassette lacks is LLM012 here)."""
     return check_exchange(view.exchange, view.point)
 
 
