@@ -92,9 +92,10 @@ PERSIST008 = Check(
     "PERSIST008",
     Stage.PERSIST,
     Level.ERROR,
-    "canary rows removed after the run",
-    "The harness could not remove the rows its run wrote: delete the rows named in the evidence (their session id "
-    "starts with 'harness-canary-') and check the role's DELETE privilege.",
+    "no canary row left in the database after the run",
+    "Canary rows remain after cleanup (this run's, or an earlier run's that could not be removed): delete the rows "
+    "named in the evidence (their session id starts with 'harness-canary-') with the rows hanging from them, and "
+    "check the role's DELETE privilege; a canary another session's rows hang from is left for you to untangle.",
 )
 PERSIST009 = Check(
     "PERSIST009",

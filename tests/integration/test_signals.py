@@ -235,3 +235,11 @@ def test_sigkill_mid_replay_leaves_the_server_and_the_next_start_sweeps_it(pg_ba
     assert not set(orphans) & set(_postgres_processes(pg_base))
     assert not set(folders) & set(_cluster_folders(pg_base))
     assert _cluster_folders(pg_base) == [] and _postgres_processes(pg_base) == []
+
+
+def test_help_documents_the_signal_exit_codes() -> None:
+    """`harness --help` names 130, 143 and 129 and what a stopped command leaves behind."""
+    result = harness("--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "130/143/129" in text and "SIGINT/SIGTERM/SIGHUP" in text and "canary rows removed" in text
