@@ -108,6 +108,8 @@ class RunOptions:
     provoke: bool = False
     #: Environment variables the flow's call needs besides the settings (a cassette's ``env``).
     flow_env: tuple[tuple[str, str], ...] = ()
+    #: Around the flow's call, given its timeline as it fills (``ProgressLine(...).watching``: a progress line).
+    progress: Callable[[Any], AbstractContextManager[Any]] | None = None
 
 
 @dataclass
@@ -226,6 +228,7 @@ def _call_flow(
     answers: Callable[[], AbstractContextManager[Any]],
     *,
     before_call: Callable[[], AbstractContextManager[Any]] = nullcontext,
+    progress: Callable[[Any], AbstractContextManager[Any]] | None = None,
 ) -> Any:
     """One call of the target's flow under the watchers; its end (value or exception) goes to the timeline."""
     from harness.observe.code import exception_info
@@ -238,6 +241,7 @@ def _call_flow(
         environment(environ),
         answers(),
         watching(target, timeline) as orm,
+        progress(timeline) if progress is not None else nullcontext(),
         before_call(),
     ):
         try:
@@ -326,7 +330,7 @@ def _run_flow_and_judge(
     timeline = Timeline()
     run.timeline = timeline
     recorder.observe("llm.replayed", options.llm is LLMMode.REPLAY)
-    run.returned = _call_flow(target, request, timeline, environ, answers)
+    run.returned = _call_flow(target, request, timeline, environ, answers, progress=options.progress)
     if timeline.output:
         recorder.observe("flow.output", timeline.output)
     reader = persist.Readback(settings.database_url, settings.timeouts) if settings.database_url else None
