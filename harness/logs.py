@@ -159,7 +159,9 @@ class ProgressLine:
         from harness.observe.timeline import LLMExchange
 
         calls = [event for event in timeline.of(LLMExchange) if event.api != "embeddings"]
-        open_calls = [(number, call) for number, call in enumerate(calls, 1) if call.latency_s is None and call.error is None]
+        open_calls = [
+            (number, call) for number, call in enumerate(calls, 1) if call.latency_s is None and call.error is None
+        ]
         if not open_calls:
             return None
         number, call = open_calls[-1]
