@@ -38,7 +38,7 @@ def test_help_lists_commands_and_exit_codes() -> None:
         assert word in result.stdout
 
 
-@pytest.mark.parametrize("command", ["diagnose", "replay", "migrate", "probes", "explain"])
+@pytest.mark.parametrize("command", ["diagnose", "replay", "migrate", "probes", "explain", "report"])
 def test_every_command_has_help_with_an_example(command: str) -> None:
     """Each command's --help teaches with an example."""
     result = harness(command, "--help")
@@ -52,6 +52,19 @@ def test_probes_lists_every_check_id() -> None:
     assert result.returncode == 0
     listed = {line.split()[0] for line in result.stdout.splitlines() if line.strip()}
     assert listed == {check.id for check in probes.ALL_CHECKS}
+
+
+#: Checks of the design that watches any application from outside.
+NEW_IDS = ("LLM101", "LLM102", "PARSE101", "PERSIST011", "PERSIST012", "PERSIST013", "PERSIST101", "DB011", "DB012")
+
+
+def test_probes_and_explain_know_the_checks_of_the_outside_design() -> None:
+    """The checks added for watching any application are listed by `probes` and printed by `explain`."""
+    listed = {line.split()[0] for line in harness("probes").stdout.splitlines() if line.strip()}
+    assert set(NEW_IDS) <= listed
+    for check_id in NEW_IDS:
+        result = harness("explain", check_id)
+        assert result.returncode == 0 and result.stdout.startswith(f"{check_id} — ") and "fix:" in result.stdout
 
 
 def test_explain_prints_stage_level_and_fix() -> None:
@@ -78,11 +91,11 @@ def test_unknown_check_id_is_bad_usage() -> None:
         (
             lambda tmp: (
                 (tmp / "x.yaml").write_text(
-                    "interactions: []\nmetadata: {harness: {name: x, request: r, expect: pass, generation_mode: turbo}}\n"
+                    "interactions: []\nmetadata: {harness: {name: x, request: r, expect: pass, env: [turbo]}}\n"
                 )
                 and tmp / "x.yaml"
             ),
-            "unknown generation_mode 'turbo'",
+            "metadata.harness.env must map variable names to values",
         ),
     ],
 )

@@ -189,7 +189,15 @@ def test_full_mode_runs_the_flow_live_and_cleans_up(flow_database_url: str) -> N
         env = {"ANTHROPIC_BASE_URL": anthropic_api.base_url, "OPENAI_BASE_URL": openai_api.base_url + "/v1"}
         result, report = _diagnose(flow_database_url, *IDS, "--llm", "full", extra_env=env)
     assert result.returncode == 0, report["first_failure"]
-    assert any(v.get("streamed") for k, v in report["observations"].items() if k.startswith("llm.masterplan"))
+    calls = report["observations"]["llm.calls"]  # as the wire showed them, named by what they answered
+    assert [c["point"] for c in calls if c["kind"] != "embeddings"][:3] == [
+        "discovery",
+        "masterplan.skeleton",
+        "masterplan.batch-1",
+    ]
+    assert all(c["streamed"] for c in calls if c["kind"] in ("skeleton", "batch"))
+    assert all(c["status"] == 200 and c["caller"].startswith("harness/flow/") for c in calls)
+    assert report["observations"]["llm.replayed"] is False
     assert _canaries(flow_database_url) == 0
 
 
