@@ -110,7 +110,9 @@ def test_replay_bad_paths_exit_2_with_one_line(tmp_path: Path, make, expected: s
 
 
 def test_readme_table_lists_every_check_id() -> None:
-    """Every check ID in the code appears in README's probe table."""
+    """Every check ID in the code appears in README's probe table, which is `harness probes --format markdown` as is."""
     readme = (ROOT / "README.md").read_text()
     missing = [check.id for check in probes.ALL_CHECKS if f"| `{check.id}` |" not in readme]
     assert missing == [], f"add these to README (harness probes --format markdown): {missing}"
+    table = harness("probes", "--format", "markdown").stdout
+    assert table in readme, "README's check table is stale: paste `harness probes --format markdown` over it"
