@@ -116,3 +116,33 @@ def test_readme_table_lists_every_check_id() -> None:
     assert missing == [], f"add these to README (harness probes --format markdown): {missing}"
     table = harness("probes", "--format", "markdown").stdout
     assert table in readme, "README's check table is stale: paste `harness probes --format markdown` over it"
+
+
+BROKEN_CATALOGUE = """
+import probes
+
+
+class _Broken:  # a bug planted in the harness's own code: a catalogue entry that cannot say its ID
+    @property
+    def id(self):
+        raise RuntimeError("catalogue entry broken near sk-ant-api03-PLANTEDkeyPLANTEDkey0042")
+
+
+probes.ALL_CHECKS = (*probes.ALL_CHECKS, _Broken())
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_bug_in_the_harness_is_exit_3_without_a_traceback_unless_asked(tmp_path: Path, debug: bool) -> None:
+    """A harness bug (planted at start-up through sitecustomize) is two redacted lines and exit 3; HARNESS_DEBUG shows it."""
+    (tmp_path / "sitecustomize.py").write_text(BROKEN_CATALOGUE)
+    env = {"PYTHONPATH": str(tmp_path), **({"HARNESS_DEBUG": "1"} if debug else {})}
+    result = harness("probes", env=env)
+    if debug:
+        assert result.returncode != 0 and "Traceback" in result.stderr and "RuntimeError" in result.stderr
+        return
+    assert result.returncode == 3 and "PLANTEDkey" not in result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        "harness: internal error: RuntimeError: catalogue entry broken near ***",
+        "This is a bug in the harness; rerun with HARNESS_DEBUG=1 for the traceback.",
+    ]

@@ -48,7 +48,12 @@ def test_healthy_environment_passes_every_stage_and_leaves_no_rows(flow_database
     assert result.returncode == 0, result.stdout[-3000:]
     assert report["verdict"] == "pass"
     ran = {check["id"] for check in report["checks"] if check["outcome"] == "passed"}
-    assert {"DB006", "PERSIST001", "PERSIST004", "PERSIST008", "PERSIST009"} <= ran
+    assert {"DB006", "DB011", "PERSIST001", "PERSIST004", "PERSIST008", "PERSIST009"} <= ran
+    # The outside design's checks: a provoked failed save reached the caller, nothing flushed was left
+    # uncommitted, every generated document was found saved, and no app code failed around the calls.
+    assert {"PERSIST011", "PERSIST012", "PERSIST013", "LLM101", "PARSE101", "PERSIST101"} <= ran
+    db012 = next(check for check in report["checks"] if check["id"] == "DB012")
+    assert (db012["outcome"], db012["reason"]) == ("skipped", "no disposable PostgreSQL to apply the migrations to")
     assert report["observations"]["canary"]["rows_deleted"] > 100
     assert _canaries(flow_database_url) == 0
 
