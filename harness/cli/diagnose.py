@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, target_from
+from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, progress_watcher, target_from
 from harness.cli.report import reports_dir_option, write_reports
 
 _MARKS = {"passed": "✔", "warned": "!", "failed": "✘", "blocked": "·", "skipped": "-", "not_applicable": "–"}
@@ -153,6 +153,7 @@ def diagnose(
         token_error=token_error,
         token_given=bool(token),
         identity_source=source,
+        progress=progress_watcher(output_format=output_format),
     )
     if mode is LLMMode.REPLAY:
         from harness.cassettes import CassetteError, load_meta, replaying
