@@ -82,6 +82,7 @@ __all__ = [
     "PostgresUnavailable",
     "Provider",
     "ProviderUnknown",
+    "check_provider_setting",
     "ensure_usable_install",
     "install_from_bindir",
     "start_cluster",
@@ -501,6 +502,47 @@ class DatabaseFactory:
             return self._template
 
 
+class EmptyDatabases:
+    """Empty disposable databases on demand, from a cluster started only when the first one is asked for.
+
+    For the checks that need a scratch database (do the migrations build the models?) in a
+    command that otherwise has none (``diagnose``): nothing starts unless such a check runs,
+    and when no provider can supply a cluster, :meth:`new` raises :class:`PostgresUnavailable`.
+    Close it (or use it as a context manager) to stop the cluster.
+    """
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = environ
+        self._cluster: DisposableCluster | None = None
+        self._lock = threading.Lock()
+
+    def new(self) -> str:
+        """A new empty database's URL (the cluster is started on the first call)."""
+        with self._lock:
+            if self._cluster is None:
+                self._cluster = start_cluster(environ=self._environ)
+            cluster = self._cluster
+        return cluster.url(cluster.create_database())
+
+    def drop(self, url: str) -> None:
+        """Drop a database made by :meth:`new`."""
+        if self._cluster is not None:
+            self._cluster.drop_database(unquote(urlsplit(url).path.lstrip("/")))
+
+    def close(self) -> None:
+        """Stop the cluster, if one was started."""
+        with self._lock:
+            cluster, self._cluster = self._cluster, None
+        if cluster is not None:
+            cluster.stop()
+
+    def __enter__(self) -> EmptyDatabases:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 # --------------------------------------------------------------------------- provider chain
 
 
@@ -520,6 +562,11 @@ def start_cluster(*, environ: Mapping[str, str] | None = None) -> DisposableClus
         except Exception as exc:  # noqa: BLE001 - any failure of one provider is its reason
             reasons[provider] = _one_line(f"{type(exc).__name__}: {exc}")
     raise PostgresUnavailable(reasons)
+
+
+def check_provider_setting(environ: Mapping[str, str] | None = None) -> None:
+    """:class:`ProviderUnknown` now, before any work, when ``HARNESS_PG_PROVIDER`` names no provider."""
+    _providers_to_try(os.environ if environ is None else environ)
 
 
 def _providers_to_try(environ: Mapping[str, str]) -> list[Provider]:

@@ -713,11 +713,13 @@ def flushed_rows_committed(ctx: Any, unit: Any) -> list[Finding]:
 def _swallowed_saves(ctx: Any) -> list[Any]:
     """Rollbacks of a failed save whose exception never reached the flow's caller and that nothing made good.
 
-    A retry that succeeds writes the same tables again and commits; a scope that swallows the
-    failure leaves those tables without a later commit — and the exception nowhere in what the
-    flow raised.
+    A retry runs the same unit of work again — a unit opened at the same line of the
+    application — and commits it; a scope that swallows the failure goes on without doing so,
+    and the exception is nowhere in what the flow raised. (A save swallowed and followed by an
+    unrelated save from the same line looks like a retry from outside: the provoked run of a
+    replay is what catches that one.)
     """
-    from harness.observe.timeline import UnitCommitted, UnitRolledBack
+    from harness.observe.timeline import UnitCommitted, UnitOpened, UnitRolledBack
 
     ended = ctx.timeline.ended()
     chain: list[BaseException] = []
@@ -725,17 +727,20 @@ def _swallowed_saves(ctx: Any) -> list[Any]:
     while current is not None and all(current is not seen for seen in chain):
         chain.append(current)
         current = current.__cause__ or current.__context__
-    commits = ctx.timeline.of(UnitCommitted)
+    opened_at = {unit.unit: unit.location for unit in ctx.timeline.of(UnitOpened)}
+    commits = [c for c in ctx.timeline.of(UnitCommitted) if c.writes]
     found = []
     for rollback in ctx.timeline.of(UnitRolledBack):
         error = rollback.error
-        if error is None or error.exception is None or describe_db_error(error.exception) is None:
+        if getattr(rollback, "savepoint", False) or error is None or error.exception is None:
+            continue
+        if describe_db_error(error.exception) is None:
             continue
         if any(error.exception is exc for exc in chain):
             continue  # it reached the caller
-        tables = {write.table for write in rollback.discarded}
-        if any(c.seq > rollback.seq and tables & {w.table for w in c.writes} for c in commits):
-            continue  # written again and committed afterwards: a retry made it good
+        where = opened_at.get(rollback.unit)
+        if any(c.seq > rollback.seq and where is not None and opened_at.get(c.unit) == where for c in commits):
+            continue  # the same unit of work ran again and committed: a retry made it good
         found.append(rollback)
     return found
 

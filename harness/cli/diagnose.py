@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, target_from
+from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, progress_watcher, target_from
 from harness.cli.report import check_reports_dir, reports_dir_option, write_reports
 
 _MARKS = {"passed": "✔", "warned": "!", "failed": "✘", "blocked": "·", "skipped": "-", "not_applicable": "–"}
@@ -105,6 +105,7 @@ def diagnose(
 
     from harness.config import EnvFileError, Settings, load_env_file, sqlalchemy_url
     from harness.interrupts import Interrupted
+    from harness.postgres import EmptyDatabases, ProviderUnknown, check_provider_setting
     from harness.redaction import redact_url, register_secret
     from harness.reports import ReportedRun, RunContext
     from harness.runner import FlowRequest, LLMMode, RunOptions, run_flow
@@ -150,6 +151,10 @@ def diagnose(
 
     mode = LLMMode(llm_mode)
     check_reports_dir(reports_dir)
+    try:
+        check_provider_setting()  # DB012 may start a scratch cluster: a typo is bad input now, not a finding later
+    except ProviderUnknown as exc:
+        raise UsageProblem(str(exc)) from None
     started, clock = datetime.now(UTC), time.perf_counter()
     request = FlowRequest(request_text or DEFAULT_LIVE_REQUEST, user_id, session_id)
     options = RunOptions(
@@ -161,6 +166,7 @@ def diagnose(
         token_error=token_error,
         token_given=bool(token),
         identity_source=source,
+        progress=progress_watcher(output_format=output_format),
     )
     if mode is LLMMode.REPLAY:
         from harness.cassettes import CassetteError, load_meta, replaying
@@ -211,10 +217,13 @@ def diagnose(
         )
 
     try:
-        if answers is not None:
-            run = run_flow(settings, request, target=target, options=options, answers=answers)
-        else:
-            run = run_flow(settings, request, target=target, options=options)
+        # A scratch cluster for DB012 is started only if that check runs, and stopped here (also on a signal).
+        with EmptyDatabases() as empty:
+            disposable = (empty.new, empty.drop)
+            if answers is not None:
+                run = run_flow(settings, request, target=target, options=options, answers=answers, disposable=disposable)
+            else:
+                run = run_flow(settings, request, target=target, options=options, disposable=disposable)
     except Interrupted as stopped:
         if stopped.partial is not None:
             folder = report_of(stopped.partial, stopped.signal_name)
@@ -257,8 +266,22 @@ def _print_doctor(run: Any, target: str, llm_mode: str) -> None:
         extra = f" (PostgreSQL {server['server_version'].split()[0]})" if stage is Stage.DB and server else ""
         click.echo(f"{stage.value}{extra}")
         not_run = [o for o in outcomes if o.outcome.value in ("blocked", "skipped", "not_applicable")]
+        # A check passed at many points is one line naming them; one that found something, a line per point.
+        passed: dict[str, list[Any]] = {}
+        for outcome in outcomes:
+            if outcome not in not_run and outcome.outcome.value == "passed":
+                passed.setdefault(outcome.check.id, []).append(outcome)
+        shown: set[str] = set()
         for outcome in outcomes:
             if outcome in not_run:
+                continue
+            if outcome.outcome.value == "passed":
+                if outcome.check.id in shown:
+                    continue
+                shown.add(outcome.check.id)
+                points = [o.point for o in passed[outcome.check.id] if o.point != stage.value]
+                where = f" [{', '.join(dict.fromkeys(points))}]" if points else ""
+                click.echo(f"  {_MARKS['passed']} {outcome.check.id:<10} {outcome.check.title}{where}")
                 continue
             where = f" [{outcome.point}]" if outcome.point != stage.value else ""
             line = f"  {_MARKS[outcome.outcome.value]} {outcome.check.id:<10} {outcome.check.title}{where}"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, target_from
+from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, progress_watcher, target_from
 from harness.cli.report import check_reports_dir, reports_dir_option, write_reports
 
 #: A cassette name becomes a file name: keep it to what every file system and shell accepts.
@@ -141,6 +141,13 @@ def record(
         )
 
     check_reports_dir(reports_dir)
+    if disposable_db:
+        from harness.postgres import ProviderUnknown, check_provider_setting
+
+        try:
+            check_provider_setting()
+        except ProviderUnknown as exc:
+            raise UsageProblem(str(exc)) from None
     made_with = "the live APIs"
     if anthropic_base_url or openai_base_url or settings.anthropic_base_url or settings.openai_base_url:
         merged = settings.with_overrides(**overrides)
@@ -174,6 +181,7 @@ def record(
                 force=force,
                 target=target,
                 flow_env=recorded_env,
+                progress=progress_watcher(name),
             )
         except FileExistsError as exc:
             raise UsageProblem(str(exc)) from None
