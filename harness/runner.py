@@ -437,7 +437,12 @@ def _remove_canary(
                 "rows_deleted": deleted + swept.deleted,
                 "tables": sorted(keys),
                 "leftovers": [
-                    {"session_id": left.session_id, "written_at": left.written_at, "rows": left.rows}
+                    {
+                        "session_id": left.session_id,
+                        "written_at": left.written_at,
+                        "rows": left.rows,
+                        "removed": left.removed,
+                    }
                     for left in swept.leftovers
                 ],
                 "live_runs": swept.live,
@@ -510,6 +515,11 @@ def _ping(recorder: Recorder, settings: Settings) -> None:
         )
         if facts:
             recorder.observe("llm.ping", facts)
+            # The ping is a call like any other (it spends a few tokens): the report lists it with them.
+            recorder.observe(
+                "llm.calls",
+                [{"point": "ping", "kind": "ping", "provider": "anthropic", "status": 200, "streamed": False, **facts}],
+            )
         return findings + llm.check_model_current(settings.models.generation)
 
     recorder.run_probe(Probe("harness.runner.ping", Stage.LLM, Scope.PREFLIGHT, llm.PING_CHECKS, (env.ENV002,), anthropic_ping), "ping", None)

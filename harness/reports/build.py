@@ -15,6 +15,8 @@ from typing import Any
 
 from harness.redaction import redact_url, redact_value
 from harness.reports.schema import (
+    CanaryCleanup,
+    CanaryLeftover,
     CheckResult,
     FindingResult,
     LLMCall,
@@ -135,6 +137,25 @@ def build_run_result(reported: ReportedRun) -> RunResult:
         totals={o: data["totals"].get(o, 0) for o in _OUTCOMES},
         llm=LLMUsage(calls=calls, totals=_sum_totals([_totals_of(calls, replayed=replayed)])),
         saved=saved,
+        canary=_canary(observations.get("canary")),
+    )
+
+
+def _canary(observed: Any) -> CanaryCleanup | None:
+    if not isinstance(observed, Mapping) or "session_id" not in observed:
+        return None
+    return CanaryCleanup(
+        session_id=str(observed["session_id"]),
+        rows_deleted=int(observed.get("rows_deleted") or 0),
+        leftovers=[
+            CanaryLeftover(
+                session_id=str(left["session_id"]),
+                written_at=left.get("written_at"),
+                rows=dict(left.get("rows") or {}),
+                removed=bool(left.get("removed", True)),
+            )
+            for left in observed.get("leftovers") or []
+        ],
     )
 
 

@@ -14,7 +14,8 @@ old reader misread a report bumps :data:`SCHEMA_VERSION`.
         ├── stages[]   StageResult: env → persist, status and duration
         ├── checks[]   CheckResult: one per check per probe point, with its findings
         ├── llm        LLMUsage: each call (stop reason, tokens, cost, latency) and totals
-        └── saved[]    SavedRow: the keys the flow committed
+        ├── saved[]    SavedRow: the keys the flow committed
+        └── canary     CanaryCleanup: diagnose's canary rows removed, and killed runs' leftovers
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "REPORT_KIND",
     "SCHEMA_VERSION",
+    "CanaryCleanup",
+    "CanaryLeftover",
     "CheckResult",
     "FindingResult",
     "LLMCall",
@@ -144,6 +147,23 @@ class SavedRow(_Model):
     key: str
 
 
+class CanaryLeftover(_Model):
+    """Canary rows of an earlier run that never cleaned up (killed outright), found by this run."""
+
+    session_id: str
+    written_at: datetime | None = Field(description="When its canary id was made (null: an id without a time).")
+    rows: dict[str, int] = Field(description="Rows found per table, children included.")
+    removed: bool = Field(description="False when they were left in place (see PERSIST008's evidence).")
+
+
+class CanaryCleanup(_Model):
+    """What a diagnose run removed from the database it was pointed at."""
+
+    session_id: str = Field(description="This run's canary session id: harness-canary-<UTC time>-<random>.")
+    rows_deleted: int = Field(description="Rows deleted: this run's, and the leftovers of killed runs.")
+    leftovers: list[CanaryLeftover] = Field(description="Earlier runs' canary rows found (PERSIST014).")
+
+
 class RunResult(_Model):
     """One run of the flow (one cassette replayed, one diagnosis)."""
 
@@ -159,6 +179,9 @@ class RunResult(_Model):
     totals: dict[str, int] = Field(description="How many checks had each outcome.")
     llm: LLMUsage
     saved: list[SavedRow]
+    canary: CanaryCleanup | None = Field(
+        default=None, description="diagnose: the canary rows removed afterwards; null when none were written or looked for."
+    )
 
     @property
     def ok(self) -> bool:

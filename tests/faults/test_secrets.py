@@ -85,7 +85,7 @@ def test_diagnose_with_failing_database_and_debug_logs_leaks_nothing(secret_data
     env = _env(tmp_path, secret_database_url)
     ids = ("--user-id", "user-9", "--session-id", "sid-9")
     healthy = harness("diagnose", "--format", "json", *ids, env=env, timeout=120)
-    assert json.loads(healthy.stdout)["verdict"] == "pass", healthy.stdout[-2000:]
+    assert json.loads(healthy.stdout)["runs"][0]["verdict"] == "pass", healthy.stdout[-2000:]
     wrong_db = secret_database_url.rsplit("/", 1)[0] + "/no_such_database"
     missing = harness("diagnose", *ids, env={**env, "DATABASE_URL": wrong_db}, timeout=60)
     assert missing.returncode == 1 and "DB003" in missing.stdout

@@ -21,11 +21,17 @@ KEYS = {"ANTHROPIC_API_KEY": "sk-ant-diag-7c1e2f3a4b5d6e7f", "OPENAI_API_KEY": "
 IDS = ("--user-id", "user-9", "--session-id", "sid-9")
 
 
+def _run_of(stdout: str) -> dict:
+    """The diagnosis in `--format json` output: the one run of the versioned report (report.json)."""
+    (run,) = json.loads(stdout)["runs"]
+    return run
+
+
 def _diagnose(database_url: str, *args: str, extra_env: dict | None = None):
     env = {"DATABASE_URL": database_url, **KEYS, **(extra_env or {})}
     result = harness("diagnose", "--format", "json", *args, env=env, timeout=60)
     assert "Traceback" not in result.stdout + result.stderr
-    return result, (json.loads(result.stdout) if result.stdout.strip().startswith("{") else None)
+    return result, (_run_of(result.stdout) if result.stdout.strip().startswith("{") else None)
 
 
 def _count(database_url: str, sql: str) -> int:
@@ -55,7 +61,7 @@ def test_healthy_environment_passes_every_stage_and_leaves_no_rows(flow_database
     # diagnose starts a scratch cluster of its own only for DB012: the migrations built the models there.
     db012 = next(check for check in report["checks"] if check["id"] == "DB012")
     assert db012["outcome"] == "passed", db012
-    assert report["observations"]["canary"]["rows_deleted"] > 100
+    assert report["canary"]["rows_deleted"] > 100 and report["canary"]["session_id"].startswith("harness-canary-")
     assert _canaries(flow_database_url) == 0
 
 
@@ -134,11 +140,13 @@ def test_database_without_tables_is_db004_and_column_checks_stay_undecided(postg
 
 
 def test_one_missing_setting_does_not_hide_the_others_verdicts() -> None:
-    """With only DATABASE_URL missing, the keys' checks pass: settings are judged one by one."""
-    result = harness("diagnose", "--llm", "off", "--format", "json", *IDS, env={"DATABASE_URL": "", **KEYS})
-    report = json.loads(result.stdout)
-    outcomes = {c["id"]: c["outcome"] for c in report["checks"] if c["stage"] == "env"}
-    assert outcomes["ENV001"] == "failed" and outcomes["ENV002"] == "passed" and outcomes["ENV006"] == "passed"
+    """With only DATABASE_URL missing, the keys' checks pass: settings are judged one by one (the flow, blocked, calls nothing)."""
+    result = harness("diagnose", "--llm", "full", "--format", "json", *IDS, env={"DATABASE_URL": "", **KEYS})
+    report = _run_of(result.stdout)
+    outcomes = {(c["id"], c["point"]): c["outcome"] for c in report["checks"] if c["stage"] == "env"}
+    assert outcomes[("ENV001", "database-url")] == "failed" and outcomes[("ENV002", "anthropic-key")] == "passed"
+    assert outcomes[("ENV006", "anthropic-key")] == "passed" and outcomes[("ENV006", "openai-key")] == "passed"
+    assert outcomes[("ENV004", "database-url")] == "not_applicable"
 
 
 def test_read_only_writes_nothing_and_says_what_it_skipped(flow_database_url: str) -> None:
@@ -175,7 +183,8 @@ def test_ping_proves_key_and_model_against_the_api(flow_database_url: str) -> No
         env = {"ANTHROPIC_BASE_URL": ok.base_url, "OPENAI_BASE_URL": ok.base_url + "/v1"}
         result, report = _diagnose(flow_database_url, *IDS, "--llm", "ping", extra_env=env)
     assert result.returncode == 0, report["first_failure"]
-    assert report["observations"]["llm.ping"]["stop_reason"] == "max_tokens"
+    (ping,) = [call for call in report["llm"]["calls"] if call["point"] == "ping"]
+    assert ping["stop_reason"] == "max_tokens"
     with WireServer(WireScript(anthropic=[ErrorReply.for_status(401)])) as bad:
         result, report = _diagnose(
             flow_database_url, *IDS, "--llm", "ping", extra_env={"ANTHROPIC_BASE_URL": bad.base_url}
@@ -195,7 +204,7 @@ def test_full_mode_runs_the_flow_live_and_cleans_up(flow_database_url: str) -> N
         env = {"ANTHROPIC_BASE_URL": anthropic_api.base_url, "OPENAI_BASE_URL": openai_api.base_url + "/v1"}
         result, report = _diagnose(flow_database_url, *IDS, "--llm", "full", extra_env=env)
     assert result.returncode == 0, report["first_failure"]
-    calls = report["observations"]["llm.calls"]  # as the wire showed them, named by what they answered
+    calls = report["llm"]["calls"]  # as the wire showed them, named by what they answered
     assert [c["point"] for c in calls if c["kind"] != "embeddings"][:3] == [
         "discovery",
         "masterplan.skeleton",
@@ -203,7 +212,8 @@ def test_full_mode_runs_the_flow_live_and_cleans_up(flow_database_url: str) -> N
     ]
     assert all(c["streamed"] for c in calls if c["kind"] in ("skeleton", "batch"))
     assert all(c["status"] == 200 and c["caller"].startswith("harness/flow/") for c in calls)
-    assert report["observations"]["llm.replayed"] is False
+    totals = report["llm"]["totals"]
+    assert totals["spent_usd"] == totals["cost_usd"] > 0  # live calls: what they cost was spent
     assert _canaries(flow_database_url) == 0
 
 
@@ -241,7 +251,7 @@ def test_env_file_wins_over_the_environment(tmp_path: Path) -> None:
         "json",
         env={"DATABASE_URL": "mysql://ignored/db", **KEYS},
     )
-    report = json.loads(result.stdout)
+    report = _run_of(result.stdout)
     assert report["first_failure"]["id"] == "DB001" and "file-pass-123" not in result.stdout
 
 

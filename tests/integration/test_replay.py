@@ -20,8 +20,8 @@ from .test_cli import ROOT, harness
 CASSETTES = ROOT / "cassettes"
 
 
-def _findings(cassette: dict) -> list[dict]:
-    return [finding for check in cassette["report"]["checks"] for finding in check["findings"]]
+def _findings(run: dict) -> list[dict]:
+    return [finding for check in run["checks"] for finding in check["findings"]]
 
 
 def _copy(tmp_path: Path, name: str) -> Path:
@@ -41,14 +41,14 @@ def test_every_committed_cassette_replays_to_its_expected_verdict() -> None:
     """The default replay over cassettes/ matches every expectation and exits 0."""
     result = harness("replay", "--format", "json")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
-    report = json.loads(result.stdout)
-    assert report["mismatched"] == 0
-    assert {c["name"] for c in report["cassettes"]} == {s.name for s in SCENARIOS}
+    report = json.loads(result.stdout)  # the versioned report, as report.json holds it
+    assert report["summary"]["mismatched"] == 0
+    assert {c["name"] for c in report["runs"]} == {s.name for s in SCENARIOS}
     # Our flow commits each unit of work exactly once, also when a batch fails: no double-commit warning.
-    double_commits = [c["name"] for c in report["cassettes"] for f in _findings(c) if f["id"] == "PERSIST009"]
+    double_commits = [c["name"] for c in report["runs"] for f in _findings(c) if f["id"] == "PERSIST009"]
     assert double_commits == []
-    for cassette in report["cassettes"]:
-        outcome = {check["id"]: check["outcome"] for check in cassette["report"]["checks"]}
+    for cassette in report["runs"]:
+        outcome = {check["id"]: check["outcome"] for check in cassette["checks"]}
         # The migrations were applied from empty to a disposable database and built the models (once per process).
         assert (outcome["DB011"], outcome["DB012"]) == ("passed", "passed"), cassette["name"]
         if cassette["verdict"] == "pass":  # a save made to fail in a second run reached the flow's caller
@@ -65,8 +65,8 @@ def test_truncated_cassette_is_reported_at_llm_with_stop_reason(tmp_path: Path) 
     """The max_tokens cassette fails at stage llm with LLM001 and stop_reason in the evidence, not a parse error."""
     result = harness("replay", "--format", "json", str(CASSETTES / "masterplan-max-tokens.yaml"))
     assert result.returncode == 0, result.stderr
-    (cassette,) = json.loads(result.stdout)["cassettes"]
-    first = cassette["report"]["first_failure"]
+    (cassette,) = json.loads(result.stdout)["runs"]
+    first = cassette["first_failure"]
     assert (first["stage"], first["id"], first["point"]) == ("llm", "LLM001", "masterplan")
     assert first["evidence"]["stop_reason"] == "max_tokens"
     assert "Traceback" not in result.stdout + result.stderr
@@ -82,10 +82,10 @@ def test_changed_prompt_is_a_cassette_mismatch_naming_the_field(tmp_path: Path) 
     assert "got llm:LLM012" in result.stdout
     assert "messages[0].content" in result.stdout or "LLM012" in result.stdout
     json_result = harness("replay", "--format", "json", str(path))
-    (cassette,) = json.loads(json_result.stdout)["cassettes"]
-    mismatch = cassette["report"]["first_failure"]["evidence"]["mismatch"]
+    (cassette,) = json.loads(json_result.stdout)["runs"]
+    mismatch = cassette["first_failure"]["evidence"]["mismatch"]
     assert "messages[0].content" in mismatch
-    assert "Connection error" not in cassette["report"]["first_failure"]["message"]
+    assert "Connection error" not in cassette["first_failure"]["message"]
 
 
 def test_wrong_expectation_exits_1_and_shows_the_fix(tmp_path: Path) -> None:
@@ -119,7 +119,7 @@ def test_single_call_fails_where_batched_succeeds_and_the_failing_batch_is_named
     assert modes == dict(zip(names, ("single", "batched", "batched"), strict=True))
     result = harness("replay", "--format", "json", *(str(CASSETTES / f"{name}.yaml") for name in names))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
-    by_name = {c["name"]: c["report"] for c in json.loads(result.stdout)["cassettes"]}
+    by_name = {c["name"]: c for c in json.loads(result.stdout)["runs"]}
     assert by_name["masterplan-max-tokens"]["first_failure"]["point"] == "masterplan"
     assert by_name["masterplan-max-tokens-batched"]["verdict"] == "pass"
     first = by_name["masterplan-batch-2-max-tokens"]["first_failure"]

@@ -27,7 +27,8 @@ def test_written_report_validates_against_the_published_schema(replayed, context
     data = json.loads((folder / "report.json").read_text())
     jsonschema.Draft202012Validator.check_schema(_published())
     jsonschema.Draft202012Validator(_published()).validate(data)
-    assert (data["kind"], data["schema_version"]) == (REPORT_KIND, SCHEMA_VERSION) == (REPORT_KIND, 2)
+    assert (data["kind"], data["schema_version"]) == (REPORT_KIND, SCHEMA_VERSION) == (REPORT_KIND, 3)
+    assert data["meta"]["interrupted"] is None and data["summary"]["ok"] in (True, False)  # v3: a whole run says so
     outcomes = {check["outcome"] for run in data["runs"] for check in run["checks"]}
     assert {"passed", "failed", "blocked", "not_applicable"} <= outcomes  # v2's outcome, in a real run
 
@@ -37,6 +38,7 @@ def test_written_report_validates_against_the_published_schema(replayed, context
     [
         lambda d: d["runs"][0]["checks"][0].update(outcome="exploded"),
         lambda d: d.update(schema_version=1),
+        lambda d: d.update(schema_version=2),
         lambda d: d["meta"].pop("target"),
         lambda d: d["runs"][0]["first_failure"] or d["runs"][0].update(first_failure={"id": "X"}),
     ],

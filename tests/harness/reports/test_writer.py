@@ -50,14 +50,18 @@ def test_latest_is_a_text_file_where_symlinks_fail(replayed, context, tmp_path, 
         ('{"cassettes": []}', 'it has no "kind": "masterplan-harness/run-report"'),
         (
             '{"kind": "masterplan-harness/run-report", "schema_version": 99}',
-            "schema version 99; this harness reads version 2",
+            "schema version 99; this harness reads version 3",
         ),
-        (  # version 1 had no not_applicable outcome and no spent cost: read as 2 it would be misread
+        (  # version 1 had no not_applicable outcome and no spent cost: read as 3 it would be misread
             '{"kind": "masterplan-harness/run-report", "schema_version": 1}',
-            "schema version 1; this harness reads version 2",
+            "schema version 1; this harness reads version 3",
+        ),
+        (  # version 2 could not say a command was stopped half-way: its partial reports would read as whole
+            '{"kind": "masterplan-harness/run-report", "schema_version": 2}',
+            "schema version 2; this harness reads version 3",
         ),
         (
-            '{"kind": "masterplan-harness/run-report", "schema_version": 2}',
+            '{"kind": "masterplan-harness/run-report", "schema_version": 3}',
             "not a valid run report: meta: Field required",
         ),
     ],
