@@ -192,12 +192,10 @@ def _apply(mutation: Mutation, root: Path) -> None:
 
 
 def _findings(report: dict) -> dict[str, set[str]]:
-    """Cassette → IDs of the checks that failed or warned in its run."""
+    """Cassette → IDs of the checks that failed or warned in its run (``report`` is replay's report.json)."""
     return {
-        cassette["name"]: {
-            check["id"] for check in cassette["report"]["checks"] if check["outcome"] in ("failed", "warned")
-        }
-        for cassette in report["cassettes"]
+        run["name"]: {check["id"] for check in run["checks"] if check["outcome"] in ("failed", "warned")}
+        for run in report["runs"]
     }
 
 
@@ -241,7 +239,7 @@ def run(mutation: Mutation, expected: dict[str, set[str]]) -> dict:
     if report is None:
         return {"name": mutation.name, "killed": None, "error": stderr.strip()[-400:], "seconds": elapsed}
     found = _findings(report)
-    caught = [c for c in report["cassettes"] if not c["matched"]]
+    caught = [c for c in report["runs"] if not c["matched"]]
     new = {name: sorted(ids - expected.get(name, set())) for name, ids in found.items() if ids - expected.get(name, set())}
     first = caught[0] if caught else None
     verdict = first["verdict"] if first else None
