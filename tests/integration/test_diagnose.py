@@ -12,8 +12,8 @@ from sqlalchemy.engine import make_url
 
 from harness.cassettes import load_meta
 from harness.config import sqlalchemy_url
-from harness.recording.scenarios import healthy_script
-from harness.recording.wire_server import EmbeddingReply, ErrorReply, MessageReply, WireScript, WireServer
+from tests.support.scenarios import healthy_script
+from tests.support.wire_server import EmbeddingReply, ErrorReply, MessageReply, WireScript, WireServer
 
 from .test_cli import ROOT, harness
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.recording import content
-from harness.recording.wire_server import ErrorReply, MessageReply, WireScript, WireServer
+from tests.support import content
+from tests.support.wire_server import ErrorReply, MessageReply, WireScript, WireServer
 
 from .test_cli import harness
 

@@ -13,7 +13,8 @@ import httpx2
 import openai
 import pytest
 
-from harness.recording.wire_server import (
+from harness.faults import embedding_for
+from tests.support.wire_server import (
     Delayed,
     EmbeddingReply,
     ErrorReply,
@@ -22,7 +23,6 @@ from harness.recording.wire_server import (
     StreamErrorReply,
     WireScript,
     WireServer,
-    embedding_for,
 )
 
 # Not a real model name: real ones may trigger the SDK's DeprecationWarning.

@@ -25,7 +25,6 @@ import base64
 import gzip
 import hashlib
 import json
-import math
 import socket
 import struct
 import threading
@@ -38,8 +37,10 @@ from typing import Any, NamedTuple, Self, TypeAlias
 
 from harness.config import TIMEOUTS
 
+# The API's error type per status and the embedding vectors are decided once, in the package (harness.faults).
+from harness.faults import ANTHROPIC_ERROR_TYPES, embedding_for
+
 __all__ = [
-    "ANTHROPIC_ERROR_TYPES",
     "ANTHROPIC_MESSAGES_PATH",
     "DEFAULT_MESSAGE_MODEL",
     "OPENAI_EMBEDDINGS_PATH",
@@ -53,7 +54,6 @@ __all__ = [
     "StreamErrorReply",
     "WireScript",
     "WireServer",
-    "embedding_for",
 ]
 
 ANTHROPIC_MESSAGES_PATH = "/v1/messages"
@@ -61,18 +61,6 @@ OPENAI_EMBEDDINGS_PATH = "/v1/embeddings"
 
 #: Model reported when a Messages request names none (the real API would reject it).
 DEFAULT_MESSAGE_MODEL = "claude-sonnet-4-5"
-
-#: The ``error.type`` the Anthropic API uses for each HTTP status.
-ANTHROPIC_ERROR_TYPES: Mapping[int, str] = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    529: "overloaded_error",
-}
 
 _DEFAULT_ERROR_MESSAGES: Mapping[int, str] = {
     400: "messages: at least one message is required",
@@ -212,23 +200,6 @@ class ReceivedRequest(NamedTuple):
 
 
 # --------------------------------------------------------------------------- embeddings
-
-
-def embedding_for(text: str, dimensions: int = 64) -> list[float]:
-    """The vector the server returns for ``text``: unit length, exact in float32."""
-    if dimensions < 1:
-        raise ValueError("dimensions must be at least 1")
-    values: list[float] = []
-    block = 0
-    while len(values) < dimensions:
-        digest = hashlib.sha256(f"{block}:{text}".encode()).digest()
-        for offset in range(0, len(digest), 4):
-            values.append(int.from_bytes(digest[offset : offset + 4], "little") / 2**31 - 1.0)
-        block += 1
-    values = values[:dimensions]
-    norm = math.sqrt(sum(v * v for v in values)) or 1.0
-    unit = [v / norm for v in values]
-    return list(struct.unpack(f"<{dimensions}f", struct.pack(f"<{dimensions}f", *unit)))
 
 
 def _embedding_inputs(raw: Any) -> list[str]:
