@@ -242,9 +242,3 @@ def test_env_file_wins_over_the_environment(tmp_path: Path) -> None:
     )
     report = json.loads(result.stdout)
     assert report["first_failure"]["id"] == "DB001" and "file-pass-123" not in result.stdout
-
-
-def test_bundled_cassette_is_the_healthy_recording() -> None:
-    """The cassette diagnose replays by default is the committed healthy recording (re-copy it after re-recording)."""
-    bundled = ROOT / "harness" / "data" / "diagnose-canary.yaml"
-    assert bundled.read_text() == (ROOT / "cassettes" / "healthy-task-manager.yaml").read_text()

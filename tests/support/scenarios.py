@@ -373,7 +373,7 @@ def make_cassettes(out_dir: Path, names: list[str] | None = None, *, force: bool
                         openai_base_url=openai_api.base_url + "/v1",
                     )
                     recorded = record_cassette(
-                        out_dir / f"{scenario.name}.yaml",
+                        _recording_path(out_dir / f"{scenario.name}.yaml"),
                         name=scenario.name,
                         description=scenario.description,
                         request=FlowRequest(content.request_for(scenario.kind), scenario.user_id, scenario.session_id),
@@ -400,6 +400,16 @@ def make_cassettes(out_dir: Path, names: list[str] | None = None, *, force: bool
             written.append(recorded.path)
             print(f"recorded {recorded.path} -> {verdict}")
     return written
+
+
+def _recording_path(path: Path) -> Path:
+    """Where to write ``path``: through a link to the file it names, so a linked cassette stays one file.
+
+    ``cassettes/healthy-task-manager.yaml`` links to the cassette the package ships for
+    ``harness diagnose --llm replay`` (``harness/data/diagnose-canary.yaml``); re-recording it
+    rewrites that file instead of replacing the link with a copy.
+    """
+    return path.resolve() if path.is_symlink() else path
 
 
 def _model_env(models: Models) -> dict[str, str]:
