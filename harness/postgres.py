@@ -499,6 +499,47 @@ class DatabaseFactory:
             return self._template
 
 
+class EmptyDatabases:
+    """Empty disposable databases on demand, from a cluster started only when the first one is asked for.
+
+    For the checks that need a scratch database (do the migrations build the models?) in a
+    command that otherwise has none (``diagnose``): nothing starts unless such a check runs,
+    and when no provider can supply a cluster, :meth:`new` raises :class:`PostgresUnavailable`.
+    Close it (or use it as a context manager) to stop the cluster.
+    """
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = environ
+        self._cluster: DisposableCluster | None = None
+        self._lock = threading.Lock()
+
+    def new(self) -> str:
+        """A new empty database's URL (the cluster is started on the first call)."""
+        with self._lock:
+            if self._cluster is None:
+                self._cluster = start_cluster(environ=self._environ)
+            cluster = self._cluster
+        return cluster.url(cluster.create_database())
+
+    def drop(self, url: str) -> None:
+        """Drop a database made by :meth:`new`."""
+        if self._cluster is not None:
+            self._cluster.drop_database(unquote(urlsplit(url).path.lstrip("/")))
+
+    def close(self) -> None:
+        """Stop the cluster, if one was started."""
+        with self._lock:
+            cluster, self._cluster = self._cluster, None
+        if cluster is not None:
+            cluster.stop()
+
+    def __enter__(self) -> EmptyDatabases:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 # --------------------------------------------------------------------------- provider chain
 
 

@@ -98,6 +98,7 @@ def diagnose(
     from datetime import UTC, datetime
 
     from harness.config import EnvFileError, Settings, load_env_file, sqlalchemy_url
+    from harness.postgres import EmptyDatabases
     from harness.redaction import redact_url, register_secret
     from harness.reports import ReportedRun, RunContext
     from harness.runner import FlowRequest, LLMMode, RunOptions, run_flow
@@ -181,11 +182,20 @@ def diagnose(
         from dataclasses import replace
 
         options = replace(options, provoke=True, flow_env=tuple(sorted(recorded_env.items())))
-        run = run_flow(settings, request, target=target, options=options, answers=lambda: replaying(path))
+        with EmptyDatabases() as empty:
+            run = run_flow(
+                settings,
+                request,
+                target=target,
+                options=options,
+                answers=lambda: replaying(path),
+                disposable=(empty.new, empty.drop),
+            )
     else:
         if cassette is not None:
             raise UsageProblem("--cassette only goes with --llm replay")
-        run = run_flow(settings, request, target=target, options=options)
+        with EmptyDatabases() as empty:
+            run = run_flow(settings, request, target=target, options=options, disposable=(empty.new, empty.drop))
 
     from harness.logs import get_logger, log_report
 
@@ -230,8 +240,22 @@ def _print_doctor(run: Any, target: str, llm_mode: str) -> None:
         extra = f" (PostgreSQL {server['server_version'].split()[0]})" if stage is Stage.DB and server else ""
         click.echo(f"{stage.value}{extra}")
         not_run = [o for o in outcomes if o.outcome.value in ("blocked", "skipped", "not_applicable")]
+        # A check passed at many points is one line naming them; one that found something, a line per point.
+        passed: dict[str, list[Any]] = {}
+        for outcome in outcomes:
+            if outcome not in not_run and outcome.outcome.value == "passed":
+                passed.setdefault(outcome.check.id, []).append(outcome)
+        shown: set[str] = set()
         for outcome in outcomes:
             if outcome in not_run:
+                continue
+            if outcome.outcome.value == "passed":
+                if outcome.check.id in shown:
+                    continue
+                shown.add(outcome.check.id)
+                points = [o.point for o in passed[outcome.check.id] if o.point != stage.value]
+                where = f" [{', '.join(dict.fromkeys(points))}]" if points else ""
+                click.echo(f"  {_MARKS['passed']} {outcome.check.id:<10} {outcome.check.title}{where}")
                 continue
             where = f" [{outcome.point}]" if outcome.point != stage.value else ""
             line = f"  {_MARKS[outcome.outcome.value]} {outcome.check.id:<10} {outcome.check.title}{where}"

@@ -52,8 +52,9 @@ def test_healthy_environment_passes_every_stage_and_leaves_no_rows(flow_database
     # The outside design's checks: a provoked failed save reached the caller, nothing flushed was left
     # uncommitted, every generated document was found saved, and no app code failed around the calls.
     assert {"PERSIST011", "PERSIST012", "PERSIST013", "LLM101", "PARSE101", "PERSIST101"} <= ran
+    # diagnose starts a scratch cluster of its own only for DB012: the migrations built the models there.
     db012 = next(check for check in report["checks"] if check["id"] == "DB012")
-    assert (db012["outcome"], db012["reason"]) == ("skipped", "no disposable PostgreSQL to apply the migrations to")
+    assert db012["outcome"] == "passed", db012
     assert report["observations"]["canary"]["rows_deleted"] > 100
     assert _canaries(flow_database_url) == 0
 
@@ -242,3 +243,12 @@ def test_env_file_wins_over_the_environment(tmp_path: Path) -> None:
     )
     report = json.loads(result.stdout)
     assert report["first_failure"]["id"] == "DB001" and "file-pass-123" not in result.stdout
+
+
+@pytest.mark.slow
+def test_db012_is_skipped_saying_why_when_no_scratch_postgresql_can_start(flow_database_url: str) -> None:
+    """With every disposable provider ruled out, DB012 is skipped with the providers' reasons, never passed."""
+    result, report = _diagnose(flow_database_url, *IDS, "--stage", "db", extra_env={"HARNESS_PG_PROVIDER": "docker"})
+    db012 = next(check for check in report["checks"] if check["id"] == "DB012")
+    assert db012["outcome"] == "skipped" and db012["reason"].startswith("no disposable PostgreSQL")
+    assert "docker" in db012["reason"]
