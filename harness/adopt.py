@@ -185,7 +185,10 @@ def adopt_cassette(
             recorded = Request._from_dict(interaction["request"])
         except (KeyError, TypeError, AttributeError):
             raise CassetteError(path, f"interaction {index} has no usable request") from None
-        requests.append(_redact_request(recorded, {}))
+        try:
+            requests.append(_redact_request(recorded, {}))
+        except UnicodeDecodeError:
+            raise CassetteError(path, f"interaction {index}: its request body is not text (compressed?)") from None
         try:
             responses.append(_redact_response(_current_format(interaction["response"])))
         except (ValueError, OSError, EOFError, zlib.error) as exc:
