@@ -353,8 +353,8 @@ def test_units_of_work_of_any_app_are_told_at_debug(stand_in_apis, flow_database
     """Every commit the watchers saw is a unit_committed debug event with the app's line and rows per table."""
     from structlog.testing import capture_logs
 
-    from harness.recording.scenarios import healthy_script
     from harness.runner import FlowRequest, run_flow
+    from tests.support.scenarios import healthy_script
 
     with capture_logs() as logs:
         run = run_flow(stand_in_apis(healthy_script("task_manager"), flow_database_url), FlowRequest("x", "u", "s"))

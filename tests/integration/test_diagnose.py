@@ -12,8 +12,8 @@ from sqlalchemy.engine import make_url
 
 from harness.cassettes import load_meta
 from harness.config import sqlalchemy_url
-from harness.recording.scenarios import healthy_script
-from harness.recording.wire_server import EmbeddingReply, ErrorReply, MessageReply, WireScript, WireServer
+from tests.support.scenarios import healthy_script
+from tests.support.wire_server import EmbeddingReply, ErrorReply, MessageReply, WireScript, WireServer
 
 from .test_cli import ROOT, harness
 
@@ -253,12 +253,6 @@ def test_env_file_wins_over_the_environment(tmp_path: Path) -> None:
     )
     report = _run_of(result.stdout)
     assert report["first_failure"]["id"] == "DB001" and "file-pass-123" not in result.stdout
-
-
-def test_bundled_cassette_is_the_healthy_recording() -> None:
-    """The cassette diagnose replays by default is the committed healthy recording (re-copy it after re-recording)."""
-    bundled = ROOT / "harness" / "data" / "diagnose-canary.yaml"
-    assert bundled.read_text() == (ROOT / "cassettes" / "healthy-task-manager.yaml").read_text()
 
 
 @pytest.mark.slow
