@@ -173,7 +173,7 @@ def adopt_cassette(
         )
     problem = expectation_problem(expect)
     if problem is not None:
-        raise CassetteError(path, f"--expect {expect!r}: {problem}")
+        raise CassetteError(path, f"--expect {expect!r} is not a verdict a replay can give: {problem}")
     summarize_interactions(path, data)  # every interaction has a response, or the error names the one without
 
     requests, responses = [], []

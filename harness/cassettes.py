@@ -190,12 +190,15 @@ def load_meta(path: Path) -> CassetteMeta:
     meta = _read(path)[1]
     problem = expectation_problem(meta.expect)
     if problem is not None:
-        raise CassetteError(meta.path, f"metadata.harness.expect {meta.expect!r}: {problem}")
+        raise CassetteError(meta.path, f"metadata.harness.expect {meta.expect!r} is not a verdict a replay can give: {problem}")
     return meta
 
 
 def expectation_problem(expect: str) -> str | None:
-    """Why ``expect`` is not a verdict a replay can give (``pass`` or ``<stage>:<error check ID>``); ``None`` if it is."""
+    """Why ``expect`` is not a verdict a replay can give (``pass`` or ``<stage>:<error check ID>``); ``None`` if it is.
+
+    The reason reads after "... is not a verdict a replay can give: ".
+    """
     from probes import ALL_CHECKS
     from probes.core import Level, Stage
 
@@ -205,7 +208,7 @@ def expectation_problem(expect: str) -> str | None:
     stages = [stage.value for stage in Stage]
     example = "write pass, or <stage>:<check ID> of the first failure (e.g. llm:LLM001)"
     if not sep:
-        return f"not a verdict; {example}"
+        return example
     if stage_name not in stages:
         return f"unknown stage {stage_name!r} (stages: {', '.join(stages)}); {example}"
     check = next((c for c in ALL_CHECKS if c.id == check_id), None)

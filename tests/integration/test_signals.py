@@ -23,6 +23,9 @@ import pytest
 
 from harness.config import sqlalchemy_url
 from harness.postgres import ENV_BASEDIR, ENV_DATABASE_URL, ENV_PROVIDER
+from tests.support import content
+from tests.support.scenarios import healthy_script
+from tests.support.wire_server import Delayed, WireScript, WireServer
 
 from .test_cli import ROOT, harness
 
@@ -235,6 +238,38 @@ def test_sigkill_mid_replay_leaves_the_server_and_the_next_start_sweeps_it(pg_ba
     assert not set(orphans) & set(_postgres_processes(pg_base))
     assert not set(folders) & set(_cluster_folders(pg_base))
     assert _cluster_folders(pg_base) == [] and _postgres_processes(pg_base) == []
+
+
+@pytest.mark.slow
+def test_sigterm_while_recording_writes_no_cassette_and_stops_the_disposable_server(
+    pg_base: Path, tmp_path: Path
+) -> None:
+    """SIGTERM while `record --disposable-db` waits for an answer: exit 143, no cassette, no server or folder left."""
+    script = healthy_script("task_manager")
+    held = [script.anthropic[0], Delayed(script.anthropic[1], 20.0), *script.anthropic[2:]]
+    out = tmp_path / "cassettes"
+    with (
+        WireServer(WireScript(anthropic=held)) as anthropic,
+        WireServer(WireScript(openai=list(script.openai))) as openai,
+    ):
+        process = _start(
+            "record", content.request_for("task_manager"), "--name", "stopped", "--out", str(out), "--disposable-db",
+            "--anthropic-base-url", anthropic.base_url, "--openai-base-url", openai.base_url + "/v1",
+            env={**_replay_env(pg_base, tmp_path / "reports"), **KEYS},
+        )
+        deadline = time.monotonic() + BOUND_S
+        while len(anthropic.requests) < 2 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)  # the second call (the held one) has been sent: the run waits for its answer
+        assert process.poll() is None, process.communicate()[0][-2000:]
+        process.send_signal(signal.SIGTERM)
+        _stdout, stderr = process.communicate(timeout=BOUND_S)
+
+    assert process.returncode == 143, stderr[-2000:]
+    (message,) = _messages(stderr)
+    assert message.startswith("harness: stopped by SIGTERM; nothing recorded") and "Traceback" not in stderr
+    assert not (out / "stopped.yaml").exists()
+    assert _cluster_folders(pg_base) == [] and _postgres_processes(pg_base) == []
+    assert _latest_report(tmp_path / "reports")["meta"]["interrupted"] == "SIGTERM"
 
 
 def test_help_documents_the_signal_exit_codes() -> None:

@@ -137,7 +137,7 @@ def test_diagnose_passes_without_the_extras(slim_python: Path, flow_database_url
     env = {"DATABASE_URL": flow_database_url, "HARNESS_REPORTS_DIR": str(tmp_path), **KEYS}
     result = _slim(slim_python, "diagnose", "--format", "json", "--user-id", "u-1", "--session-id", "s-1", env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
-    assert json.loads(result.stdout)["verdict"] == "pass"
+    assert json.loads(result.stdout)["runs"][0]["verdict"] == "pass"  # --format json is report.json
 
 
 @pytest.mark.parametrize(
