@@ -25,8 +25,8 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from harness.config import Settings
 from harness import interrupts
+from harness.config import Settings
 from harness.interrupts import Interrupted, cleanup
 from harness.redaction import register_secret
 from harness.target import Target, environment, load_target

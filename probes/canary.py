@@ -315,7 +315,7 @@ def sweep(
         for session_id, tables in after.items():
             if session_id not in result.live:
                 result.remaining[session_id] = {name: len(keys) for name, keys in sorted(tables.items())}
-    except Exception as exc:  # a failed sweep is a finding naming why, never a crash
+    except Exception as exc:  # noqa: BLE001 - a failed sweep is a finding naming why, never a crash
         failure = describe_db_error(exc)
         result.error = failure.message if failure else f"{type(exc).__name__}: {str(exc)[:300]}"
         result.sqlstate = failure.sqlstate if failure else None

@@ -190,7 +190,7 @@ def _after_first_verdict(process: subprocess.Popen[str]) -> list[str]:
     assert process.stdout is not None
     for line in process.stdout:
         lines.append(line)
-        if line.startswith("  ✔ ") or line.startswith("  ✘ "):
+        if line.startswith(("  ✔ ", "  ✘ ")):
             return lines
     pytest.fail(f"replay ended before its first verdict: {''.join(lines)[-2000:]}")
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-
-import json
 
 from harness.reports import ReportedRun, RunContext, build_run_report, render
 from probes.core import Report
