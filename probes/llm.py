@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.sdk import error_class
 from probes.core import Check, Finding, Level, Stage
 
 __all__ = [
@@ -379,8 +380,9 @@ def classify(exc: BaseException, point: str) -> Finding:
             (sdk.APIConnectionError, LLM010, "The API could not be reached"),
             (sdk.APIResponseValidationError, LLM011, "The API's answer did not have the expected shape"),
         ]
-        if sdk is anthropic:
-            by_class.insert(4, (anthropic.OverloadedError, LLM007, "The API is overloaded"))
+        overloaded = error_class(sdk, "OverloadedError")  # anthropic >= 1 (0.x: status 529, below)
+        if overloaded is not None:
+            by_class.insert(4, (overloaded, LLM007, "The API is overloaded"))
         for cls, check, message in by_class:
             if isinstance(exc, cls):
                 evidence = _status_evidence(exc) if isinstance(exc, sdk.APIStatusError) else {"error": str(exc)[:300]}
