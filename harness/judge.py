@@ -243,15 +243,34 @@ def _innermost_failed_call(timeline: Timeline, chain: list[BaseException]) -> Po
 
 
 def _last_activity(timeline: Timeline, ended: FlowEnded) -> Any:
-    """The last LLM exchange or database write before the flow ended (units merely opened do not count)."""
+    """The last LLM exchange or database write before the flow failed.
+
+    Units merely opened and read-only commits do not count, nor units that store the flow's own
+    error: the application recording its failure (a plan marked failed) did so after it failed.
+    """
+    recording = _units_recording(timeline, ended)
     for event in reversed(list(timeline)):
-        if event.seq >= ended.seq:
+        if event.seq >= ended.seq or getattr(event, "unit", None) in recording:
             continue
         if isinstance(event, (LLMExchange, RowsWritten, UnitRolledBack, UntrackedWrite)):
             return event
-        if isinstance(event, UnitCommitted):
+        if isinstance(event, UnitCommitted) and event.writes:
             return None  # a save finished; whatever failed came after it, before the next call
     return None
+
+
+def _units_recording(timeline: Timeline, ended: FlowEnded) -> set[str]:
+    """Units that wrote the text of the flow's exception (``Type: message``), so were written after it was raised."""
+    error = ended.error.exception if ended.error is not None else None
+    texts = [f"{type(exc).__name__}: {exc}"[:120] for exc in _chain(error)]
+    if not texts:
+        return set()
+    return {
+        event.unit
+        for event in timeline.of(RowsWritten)
+        for write in event.writes
+        if any(isinstance(value, str) and any(text in value for text in texts) for value in write.values.values())
+    }
 
 
 # -- walking the registry --------------------------------------------------------------------

@@ -441,6 +441,8 @@ def _match_tasks(
         candidates = saved.child_tables(parents[0].table)
     if match.plan is not None and match.plan.table != (parents[0].table if parents else None):
         candidates += [t for t in saved.child_tables(match.plan.table) if t not in candidates]
+    # The phases and milestones found above are not tasks, whatever small numbers they carry.
+    candidates = [t for t in candidates if t not in (match.phase_table, match.milestone_table)]
     best: tuple[int, str, str] | None = None
     for table in candidates:
         column = _task_number_column(saved, table, numbers)

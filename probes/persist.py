@@ -403,8 +403,11 @@ def _iter_tasks(plan: Any) -> list[tuple[Any, Any, Any]]:
 
 
 def commit_point(state: PersistState, writes: Any) -> str:
-    """The point of a commit: the document its rows hold (``persist`` when they hold none)."""
-    for write in writes:
+    """The point of a commit: the document its new rows hold, else any of its rows (``persist`` when they hold none).
+
+    New rows first: a save that adds a skeleton's phases also updates the plan row, and is the skeleton's save.
+    """
+    for write in sorted(writes, key=lambda write: write.op != "insert"):
         if write.key is not None:
             point = state.points.get(RowRef(write.table, tuple(write.key)))
             if point is not None:

@@ -1,4 +1,10 @@
-"""Batched generation end to end: real SDKs over HTTP, real disposable PostgreSQL, failure, resume and retries."""
+"""Batched generation end to end: real SDKs over HTTP, real disposable PostgreSQL, failure, resume and retries.
+
+The flow runs as the harness runs any target (``run_flow``); retries with short waits come
+from the shim :func:`tests.faults.shims.run_with_quick_retries`. Every attempt is a
+``call_attempt`` log line of the flow's own (read here with structlog's ``capture_logs``);
+resuming a failed plan is the generator's own method, called directly.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +14,24 @@ import uuid
 
 import psycopg
 import pytest
+from structlog.testing import capture_logs
 
-from harness.config import Retries, sqlalchemy_url
+from harness.config import sqlalchemy_url
 from harness.flow.database import make_engine, make_session_factory
 from harness.flow.llm import build_clients
 from harness.flow.masterplan import MasterPlanGenerator
 from harness.recording import content
 from harness.recording.scenarios import batch_texts, skeleton_of
 from harness.recording.wire_server import EmbeddingReply, ErrorReply, MessageReply, WireScript
+from harness.reports.build import ReportedRun, build_run_result
 from harness.runner import FlowRequest, run_flow
+from probes.core import Outcome
+from tests.faults import shims
 
 KIND = "task_manager"
-#: Waits small enough that no test is slowed by backoff.
-TINY_RETRIES = Retries(attempts=3, base_delay=0.001, max_delay=0.002, jitter=0.5, max_retry_after=1.0)
+#: Waits small enough that no test is slowed by backoff (what the shim gives the flow).
+TINY_RETRIES = shims.QUICK_RETRIES
+QUICK = shims.shim_target(shims.run_with_quick_retries)
 
 
 def _plan() -> dict:
@@ -45,6 +56,10 @@ def _request() -> FlowRequest:
 def _query(database_url: str, sql: str) -> list[tuple]:
     with psycopg.connect(sqlalchemy_url(database_url).replace("+psycopg", ""), connect_timeout=2) as connection:
         return connection.execute(sql).fetchall()
+
+
+def _attempts(logs: list[dict], stage: str) -> list[dict]:
+    return [entry for entry in logs if entry["event"] == "call_attempt" and entry["stage"] == stage]
 
 
 def _expected_edges() -> int:
@@ -88,8 +103,9 @@ def test_failure_in_batch_3_keeps_batches_1_and_2_and_resume_completes_the_plan(
     assert (first.stage.value, first.id, first.point) == ("llm", "LLM002", "masterplan.batch-3")
 
     committed = sum(1 for t in json.loads(texts[0])["tasks"]) + sum(1 for t in json.loads(texts[1])["tasks"])
-    ((status, failed_batch, batches_committed, error),) = _query(
-        flow_database_url, "SELECT status::text, failed_batch, batches_committed, error_message FROM masterplans"
+    ((masterplan_id, status, failed_batch, batches_committed, error),) = _query(
+        flow_database_url,
+        "SELECT masterplan_id, status::text, failed_batch, batches_committed, error_message FROM masterplans",
     )
     assert (status, failed_batch, batches_committed) == ("failed", 3, 2) and error.startswith("batch 3:")
     assert _query(flow_database_url, "SELECT max(task_number), count(*) FROM masterplan_tasks") == [
@@ -103,13 +119,13 @@ def test_failure_in_batch_3_keeps_batches_1_and_2_and_resume_completes_the_plan(
         engine = make_engine(flow_database_url)
         try:
             generator = MasterPlanGenerator(clients, make_session_factory(engine), models=resume_settings.models)
-            return await generator.resume_masterplan(run.masterplan_id)
+            return await generator.resume_masterplan(masterplan_id)
         finally:
             engine.dispose()
             await clients.anthropic.close()
             await clients.openai.close()
 
-    assert asyncio.run(resume()) == run.masterplan_id
+    assert asyncio.run(resume()) == masterplan_id
     total = sum(1 for _ in content.iter_tasks(_plan()))
     assert _query(flow_database_url, "SELECT status::text, failed_batch, batches_committed FROM masterplans") == [
         ("draft", None, 3)
@@ -121,33 +137,37 @@ def test_failure_in_batch_3_keeps_batches_1_and_2_and_resume_completes_the_plan(
 
 @pytest.mark.slow
 def test_retried_batch_shows_attempts_waits_and_summed_usage(stand_in_apis, flow_database_url) -> None:
-    """Batch 1 overloaded then rate-limited, answered on attempt 3: the report keeps every attempt and the totals."""
+    """Batch 1 overloaded then rate-limited, answered on attempt 3: every attempt logged, one call of 3 attempts reported."""
     texts = batch_texts(_plan())
     batches = [
         ErrorReply.for_status(529),
         ErrorReply.for_status(429, headers={"retry-after": "0"}),
         *(MessageReply(t) for t in texts),
     ]
-    settings = stand_in_apis(_script(batches), flow_database_url).with_overrides(retries=TINY_RETRIES)
-    run = run_flow(settings, _request())
+    with capture_logs() as logs:
+        run = run_flow(stand_in_apis(_script(batches), flow_database_url), _request(), target=QUICK)
     assert run.report.verdict == "pass", run.report.first_failure
 
-    batch_1 = [a for a in run.observations["attempts"] if a["point"] == "masterplan.batch-1" and a["stage"] == "llm"]
-    assert [(a["number"], a["outcome"], a["error_type"]) for a in batch_1] == [
+    batch_1 = [a for a in _attempts(logs, "llm") if a["point"] == "masterplan.batch-1"]
+    assert [(a["number"], a["outcome"], a.get("error_type")) for a in batch_1] == [
         (1, "retry", "OverloadedError"),
         (2, "retry", "RateLimitError"),
         (3, "ok", None),
     ]
     assert 0 < batch_1[0]["wait_s"] <= TINY_RETRIES.base_delay and batch_1[1]["wait_s"] == 0.0
     assert batch_1[1]["retry_after_s"] == 0.0
+    assert batch_1[2]["output_tokens"] > 0 and batch_1[2]["cost_usd"] > 0
 
-    calls = [value for key, value in run.observations.items() if key.startswith("llm.")]
-    llm = run.observations["usage"]["by_stage"]["llm"]
-    assert llm["input_tokens"] == sum(c["input_tokens"] for c in calls)
-    assert llm["output_tokens"] == sum(c["output_tokens"] for c in calls)
-    assert llm["cost_usd"] == pytest.approx(sum(c["cost_usd"] for c in calls))
-    assert llm["attempts"] == len(calls) + 2 and llm["retries"] == 2
-    assert run.observations["usage"]["by_point"]["masterplan.batch-1"]["retries"] == 2
+    # The report: the two failed attempts are folded into the call they were retries of.
+    calls = run.observations["llm.calls"]
+    assert {call["point"]: call["attempts"] for call in calls}["masterplan.batch-1"] == 3
+    assert sum(call["attempts"] for call in calls) == len(calls) + 2
+    usage = build_run_result(ReportedRun("retried", run, 0.0)).llm
+    assert usage.totals.calls == len(calls)
+    assert usage.totals.input_tokens == sum(call["input_tokens"] or 0 for call in calls)
+    assert usage.totals.output_tokens == sum(call["output_tokens"] or 0 for call in calls)
+    assert usage.totals.cost_usd == pytest.approx(sum(call["cost_usd"] or 0 for call in calls))
+    assert usage.totals.spent_usd == usage.totals.cost_usd > 0  # a live run spends what it costs
 
 
 @pytest.mark.slow
@@ -173,13 +193,18 @@ def test_serialization_failure_on_a_batch_commit_is_retried(stand_in_apis, flow_
             "FOR EACH STATEMENT EXECUTE FUNCTION fail_first_insert()"
         )
     texts = batch_texts(_plan())
-    settings = stand_in_apis(_script([MessageReply(t) for t in texts]), flow_database_url)
-    run = run_flow(settings.with_overrides(retries=TINY_RETRIES), _request())
+    with capture_logs() as logs:
+        run = run_flow(
+            stand_in_apis(_script([MessageReply(t) for t in texts]), flow_database_url), _request(), target=QUICK
+        )
     assert run.report.verdict == "pass", run.report.first_failure
-    persisted = [a for a in run.observations["attempts"] if a["stage"] == "persist" and a["outcome"] != "ok"]
+    persisted = [a for a in _attempts(logs, "persist") if a["outcome"] != "ok"]
     assert [(a["point"], a["number"], a["error_type"]) for a in persisted] == [
         ("masterplan.batch-1", 1, "OperationalError")
     ]
     assert "could not serialize" in persisted[0]["error"]
+    # The refused unit was rolled back with the error in flight, then committed again: batch 1's rows pass readback.
+    passed = {(o.check.id, o.point) for o in run.report.outcomes if o.outcome is Outcome.PASSED}
+    assert ("PERSIST001", "masterplan.batch-1") in passed
     total = sum(1 for _ in content.iter_tasks(_plan()))
     assert _query(flow_database_url, "SELECT count(*) FROM masterplan_tasks") == [(total,)]
