@@ -254,7 +254,7 @@ def test_embeddings_replay_in_the_encoding_the_request_asks_for(
         assert kinds == ({str} if replayed_as == "base64" else {list})
         assert [embedding_vector(item.embedding) for item in answer.data] == [embedding_for(t, 8) for t in texts]
     # Any other change is still a mismatch (openai < 3 wraps it in APIConnectionError, later ones do not).
-    with replaying(cassette), pytest.raises(Exception) as caught:  # noqa: PT011 - the class differs by generation
+    with replaying(cassette), pytest.raises(Exception) as caught:  # the class differs by generation
         client.embeddings.create(model="text-embedding-3-small", input=["another text"], encoding_format=replayed_as)
     assert "json_body" in str(_cassette_mismatch(caught.value))
 
