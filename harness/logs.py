@@ -5,9 +5,10 @@ Events are snake_case facts (``check_finished``) with context bound as keys — 
 stderr: a readable console on a terminal, JSON lines otherwise; ``log_format`` (the CLI's
 ``--log-format``) wins over that guess. Colour only on a terminal, never with ``NO_COLOR``.
 
-:class:`ProgressSink` is the flow's event sink for a person watching: while a long
-generation streams it keeps one status line up to date (characters so far, elapsed), and
-says nothing when stderr is not a terminal or ``quiet`` is set.
+:class:`ProgressLine` is for a person watching: while the flow waits for an LLM answer it
+keeps one status line up to date (characters streamed so far, elapsed), read from the run's
+timeline — nothing in the application reports progress to us — and says nothing when
+stderr is not a terminal or ``quiet`` is set.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -25,7 +29,7 @@ from harness.redaction import redact_value
 __all__ = [
     "LOG_FORMATS",
     "LOG_LEVELS",
-    "ProgressSink",
+    "ProgressLine",
     "colour_wanted",
     "configure_logging",
     "get_logger",
@@ -112,57 +116,90 @@ def log_report(logger: Any, report: Any, **context: Any) -> None:
     )
 
 
-class ProgressSink:
-    """An event sink that keeps every event and shows streaming progress on a terminal.
+class ProgressLine:
+    """A status line on a terminal while the flow waits for an LLM answer, read from outside the flow.
 
-    Wraps another sink (``inner``, e.g. the WebSocket manager) if given. The status line
-    reads ``<label> masterplan: 12,000 chars · 3.4 s``; it is cleared when the generation
-    ends. Silent when ``stream`` is not a terminal or ``quiet`` is set.
+    While :meth:`watching` a run's timeline, a thread looks at it twice a second. When a
+    generation call is open it shows ``<label> LLM call 3 (claude-sonnet-4-5): 12,000 chars ·
+    3.4 s`` — characters of the answer streamed so far and seconds since the request was
+    sent (``waiting for the answer`` for a call that does not stream) — and clears the line
+    when no call is open and when the run ends. Silent (no thread at all) when ``stream`` is
+    not a terminal or ``quiet`` is set; dim only where :func:`colour_wanted`.
     """
 
-    def __init__(
-        self, stream: TextIO | None = None, *, quiet: bool = False, label: str = "", inner: Any = None
-    ) -> None:
-        self.events: list[Any] = []
+    #: Seconds between two looks at the timeline.
+    INTERVAL = 0.5
+
+    def __init__(self, stream: TextIO | None = None, *, quiet: bool = False, label: str = "") -> None:
         self._stream = stream if stream is not None else sys.stderr
         self._show = not quiet and _is_tty(self._stream)
         self._colour = colour_wanted(self._stream)
         self._label = label
-        self._inner = inner
-        self._started: float | None = None
-        self._shown = False
+        self._shown = 0  # characters of the line on screen (0: none shown)
+        self._lock = threading.Lock()
 
-    async def emit(self, event: Any) -> None:
-        self.events.append(event)
-        if self._inner is not None:
-            await self._inner.emit(event)
-        kind = getattr(getattr(event, "type", None), "value", "")
-        data = getattr(event, "data", {}) or {}
-        if kind == "masterplan_generation_start":
-            self._started = time.monotonic()
-        elif kind == "masterplan_generation_progress":
-            self._show_progress("masterplan", data)
-        else:
+    @contextmanager
+    def watching(self, timeline: Any) -> Iterator[None]:
+        """Show the progress of the run recording into ``timeline`` for the block; clear it afterwards."""
+        if not self._show:
+            yield
+            return
+        stop = threading.Event()
+        thread = threading.Thread(target=self._follow, args=(timeline, stop), name="harness-progress", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
             self.clear()
+
+    def describe(self, timeline: Any) -> str | None:
+        """The line for the call open now in ``timeline`` (the latest, if several), or ``None``."""
+        from harness.observe.timeline import LLMExchange
+
+        calls = [event for event in timeline.of(LLMExchange) if event.api != "embeddings"]
+        open_calls = [
+            (number, call) for number, call in enumerate(calls, 1) if call.latency_s is None and call.error is None
+        ]
+        if not open_calls:
+            return None
+        number, call = open_calls[-1]
+        so_far = f"{call.received_chars:,} chars" if call.streamed else "waiting for the answer"
+        model = f" ({call.model})" if call.model else ""
+        elapsed = time.perf_counter() - call.at
+        return f"{self._label + ' ' if self._label else ''}LLM call {number}{model}: {so_far} · {elapsed:.1f} s"
 
     def clear(self) -> None:
         """Remove the status line, if one is shown."""
-        if self._shown:
-            self._stream.write("\r\x1b[2K" if self._colour else "\r" + " " * 79 + "\r")
-            self._stream.flush()
-            self._shown = False
+        with self._lock:
+            if self._shown:
+                self._stream.write(self._erase())
+                self._stream.flush()
+                self._shown = 0
 
-    def _show_progress(self, what: str, data: dict[str, Any]) -> None:
-        if not self._show:
-            return
-        elapsed = time.monotonic() - (self._started or time.monotonic())
-        so_far = f"{data['chars']:,} chars" if "chars" in data else f"{data.get('tasks', 0)} tasks"
-        text = f"{self._label + ' ' if self._label else ''}{what}: {so_far} · {elapsed:.1f} s"
-        if self._colour:
-            text = f"\x1b[2m{text}\x1b[0m"
-        self._stream.write("\r" + text[:200])
-        self._stream.flush()
-        self._shown = True
+    def _follow(self, timeline: Any, stop: threading.Event) -> None:
+        while not stop.wait(self.INTERVAL):
+            try:
+                text = self.describe(timeline)
+            except Exception:  # noqa: BLE001 - a progress line never breaks a run
+                text = None
+            if text is None:
+                self.clear()
+            else:
+                self._write(text)
+
+    def _erase(self) -> str:
+        """Back to the line's start with the shown text gone (spaces where escape sequences are unwelcome)."""
+        return "\r\x1b[2K" if self._colour else "\r" + " " * self._shown + "\r"
+
+    def _write(self, text: str) -> None:
+        text = text[:200]
+        with self._lock:
+            erase = self._erase() if self._shown else "\r"
+            self._stream.write(erase + (f"\x1b[2m{text}\x1b[0m" if self._colour else text))
+            self._stream.flush()
+            self._shown = len(text)
 
 
 def _is_tty(stream: Any) -> bool:

@@ -12,8 +12,8 @@ flagged in the metadata's ``warnings`` and returned, so the recorder sees it at 
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
@@ -76,13 +76,15 @@ def record_cassette(
     force: bool = False,
     target: Target | None = None,
     flow_env: dict[str, str] | None = None,
+    progress: Callable[[Any], AbstractContextManager[Any]] | None = None,
 ) -> RecordedCassette:
     """Run ``request`` through the target's flow with ``settings`` and write every LLM exchange to ``path``.
 
     ``made_with`` says honestly what answered (a real API, or a local stand-in server);
     when base URLs point at a stand-in, the cassette records the official URLs instead.
     ``flow_env`` (settings the flow reads that shape its requests) is set for the run and
-    kept in the cassette, so a replay sends the same requests.
+    kept in the cassette, so a replay sends the same requests. ``progress`` is given the run's
+    timeline around the flow's call (a progress line while the live answers stream).
     """
     path = Path(path)
     if path.exists() and not force:
@@ -122,7 +124,7 @@ def record_cassette(
             settings,
             request,
             target=target,
-            options=RunOptions(llm=LLMMode.FULL, flow_env=tuple(env.items())),
+            options=RunOptions(llm=LLMMode.FULL, flow_env=tuple(env.items()), progress=progress),
             answers=answers,
         )
         data = cassettes[0].data if cassettes else []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from harness.cassettes import CassetteError, CassetteMeta, replaying
@@ -63,8 +64,12 @@ def replay_cassette(
     settings: Settings | None = None,
     target: Target | None = None,
     disposable: tuple[Callable[[], str], Callable[[str], None]] | None = None,
+    progress: Callable[[Any], AbstractContextManager[Any]] | None = None,
 ) -> ReplayResult:
-    """Run one cassette's request through the target's flow against ``database_url``."""
+    """Run one cassette's request through the target's flow against ``database_url``.
+
+    ``progress`` is given the run's timeline around the flow's call (:attr:`RunOptions.progress`).
+    """
     base = settings or Settings()
     replay_settings = base.with_overrides(
         # As an application reads it from its environment: no driver named, so it picks its own.
@@ -74,7 +79,9 @@ def replay_cassette(
         anthropic_base_url=None,
         openai_base_url=None,
     )
-    options = RunOptions(llm=LLMMode.REPLAY, provoke=True, flow_env=tuple(sorted(flow_env(meta).items())))
+    options = RunOptions(
+        llm=LLMMode.REPLAY, provoke=True, flow_env=tuple(sorted(flow_env(meta).items())), progress=progress
+    )
     started = time.perf_counter()
     run = run_flow(
         replay_settings,
@@ -95,17 +102,20 @@ def replay_all(
     target: Target | None = None,
     on_result: Callable[[ReplayResult], None] | None = None,
     empty_database: tuple[Callable[[], str], Callable[[str], None]] | None = None,
+    progress_for: Callable[[CassetteMeta], Callable[[Any], AbstractContextManager[Any]] | None] | None = None,
 ) -> list[ReplayResult]:
     """Replay each cassette on its own fresh database; ``on_result`` sees each result as it comes.
 
     ``empty_database`` makes and drops empty databases, for checking that the application's
-    migrations build its models (paid once per process, not per cassette).
+    migrations build its models (paid once per process, not per cassette). ``progress_for``
+    gives each cassette's run its progress (see :func:`replay_cassette`).
     """
     results = []
     for meta in metas:
         url = new_database()
         try:
-            result = replay_cassette(meta, url, target=target, disposable=empty_database)
+            progress = progress_for(meta) if progress_for is not None else None
+            result = replay_cassette(meta, url, target=target, disposable=empty_database, progress=progress)
         finally:
             drop_database(url)
         results.append(result)

@@ -90,6 +90,7 @@ class RunOptions:
     """What a run does beyond the defaults of replay and record."""
 
     #: Stages whose checks run; selecting llm, parse or persist runs the flow, which passes through all three.
+    #: A stage left out is not run and stops none of the chosen ones (their own requirements still do).
     stages: frozenset[Stage] = frozenset(Stage)
     llm: LLMMode = LLMMode.FULL
     #: Perform no writes at all (the flow is not run; persist checks are skipped).
@@ -107,6 +108,8 @@ class RunOptions:
     provoke: bool = False
     #: Environment variables the flow's call needs besides the settings (a cassette's ``env``).
     flow_env: tuple[tuple[str, str], ...] = ()
+    #: Around the flow's call, given its timeline as it fills (``ProgressLine(...).watching``: a progress line).
+    progress: Callable[[Any], AbstractContextManager[Any]] | None = None
 
 
 @dataclass
@@ -125,7 +128,7 @@ class FlowRun:
 
 
 @dataclass(frozen=True)
-class ProvocationResult:
+class ProvocationResult(persist.ProvocationLike):
     """What the provoked run showed: did a failure in the first save reach the flow's caller?"""
 
     reached_caller: bool
@@ -141,7 +144,6 @@ class ProvocationResult:
     #: Rows and LLM calls the flow made after the failure (it carried on as if the save had worked).
     writes_after: int
     calls_after: int
-
 
 def _register_secrets(settings: Settings) -> None:
     for secret in (settings.anthropic_api_key, settings.openai_api_key):
@@ -169,9 +171,19 @@ def _preflight(recorder: Recorder, ctx: PreflightContext, options: RunOptions, t
                     recorder.skip(entry.emits, stage.value, "stage not selected (--stage)")
                 continue
             for entry in entries:
-                recorder.run_probe(entry, stage.value, ctx, timeout=timeout)
+                recorder.run_probe(_within(entry, options.stages), stage.value, ctx, timeout=timeout)
     finally:
         db.close_probe_connection(ctx.db)
+
+
+def _selected(requires: tuple[Check, ...], stages: frozenset[Stage]) -> tuple[Check, ...]:
+    """The requirements of the stages the user chose: a stage left out with ``--stage`` stops nothing they asked for."""
+    return tuple(check for check in requires if check.stage in stages)
+
+
+def _within(entry: Any, stages: frozenset[Stage]) -> Any:
+    kept = _selected(entry.requires, stages)
+    return entry if kept == entry.requires else replace(entry, requires=kept)
 
 
 # -- the flow under the watchers ---------------------------------------------------------------
@@ -217,6 +229,7 @@ def _call_flow(
     answers: Callable[[], AbstractContextManager[Any]],
     *,
     before_call: Callable[[], AbstractContextManager[Any]] = nullcontext,
+    progress: Callable[[Any], AbstractContextManager[Any]] | None = None,
 ) -> Any:
     """One call of the target's flow under the watchers; its end (value or exception) goes to the timeline."""
     from harness.observe.code import exception_info
@@ -229,6 +242,7 @@ def _call_flow(
         environment(environ),
         answers(),
         watching(target, timeline) as orm,
+        progress(timeline) if progress is not None else nullcontext(),
         before_call(),
     ):
         try:
@@ -328,11 +342,12 @@ def _run_flow_and_judge(
     timeline = Timeline()
     run.timeline = timeline
     recorder.observe("llm.replayed", options.llm is LLMMode.REPLAY)
-    run.returned = _call_flow(target, request, timeline, environ, answers)
+    run.returned = _call_flow(target, request, timeline, environ, answers, progress=options.progress)
     if timeline.output:
         recorder.observe("flow.output", timeline.output)
     reader = persist.Readback(settings.database_url, settings.timeouts) if settings.database_url else None
     ctx = FlowContext(timeline, target, request, reader, observe=recorder.observe, timeouts=settings.timeouts)
+    ctx.state["replayed"] = options.llm is LLMMode.REPLAY
     provoked_timeline = None
     try:
         if options.provoke:
@@ -458,7 +473,7 @@ def run_flow(
     _preflight(recorder, pre, options, settings.timeouts.probe)
 
     wants_flow = bool(options.stages & set(FLOW_STAGES))
-    stopped = recorder.requirement_problem(FLOW_REQUIRES, "flow")
+    stopped = recorder.requirement_problem(_selected(FLOW_REQUIRES, options.stages), "flow")
     if not wants_flow:
         _skip_flow(recorder, "stage not selected (--stage)")
     elif options.llm is LLMMode.OFF:

@@ -562,6 +562,9 @@ def code_reached_call(ctx: Any, ended: Any) -> list[Finding]:
 
 
 def _no_loop(ctx: Any, *item: Any) -> str | None:
+    if ctx.state.get("replayed"):
+        # A replayed answer arrives at once: how long a call holds the loop is only known live.
+        return "answers were replayed, so how long a call blocks the event loop is only measured live"
     if ctx.target is not None and not ctx.target.is_async:
         return "the flow callable is synchronous (an event loop it runs itself is still watched)"
     return None

@@ -699,35 +699,102 @@ def flushed_rows_committed(ctx: Any, unit: Any) -> list[Finding]:
     ]
 
 
-def _not_provoked(ctx: Any) -> str | None:
+def _swallowed_saves(ctx: Any) -> list[Any]:
+    """Rollbacks of a failed save whose exception never reached the flow's caller and that nothing made good.
+
+    A retry runs the same unit of work again — a unit opened at the same line of the
+    application — and commits it; a scope that swallows the failure goes on without doing so,
+    and the exception is nowhere in what the flow raised. (A save swallowed and followed by an
+    unrelated save from the same line looks like a retry from outside: the provoked run of a
+    replay is what catches that one.)
+    """
+    from harness.observe.timeline import UnitCommitted, UnitOpened, UnitRolledBack
+
+    ended = ctx.timeline.ended()
+    chain: list[BaseException] = []
+    current = ended.error.exception if ended is not None and ended.error is not None else None
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    opened_at = {unit.unit: unit.location for unit in ctx.timeline.of(UnitOpened)}
+    commits = [c for c in ctx.timeline.of(UnitCommitted) if c.writes]
+    found = []
+    for rollback in ctx.timeline.of(UnitRolledBack):
+        error = rollback.error
+        if getattr(rollback, "savepoint", False) or error is None or error.exception is None:
+            continue
+        if describe_db_error(error.exception) is None:
+            continue
+        if any(error.exception is exc for exc in chain):
+            continue  # it reached the caller
+        where = opened_at.get(rollback.unit)
+        if any(c.seq > rollback.seq and where is not None and opened_at.get(c.unit) == where for c in commits):
+            continue  # the same unit of work ran again and committed: a retry made it good
+        found.append(rollback)
+    return found
+
+
+def _nothing_to_judge_swallowing(ctx: Any) -> str | None:
     provocation = ctx.state.get("provocation")
-    if provocation is None:
-        return "no failure was provoked in this run"
-    if isinstance(provocation, str):
-        return provocation
-    return None
+    if isinstance(provocation, ProvocationLike) or _swallowed_saves(ctx):
+        return None
+    reason = provocation if isinstance(provocation, str) else "no failure was provoked in this run"
+    return f"{reason}, and no save failed in it"
 
 
-@probe(Stage.PERSIST, scope=Scope.WRITES, emits=(PERSIST011,), applies=lambda ctx: _not_provoked(ctx))
+class ProvocationLike:
+    """The base of what the runner's provoked run reports (``harness.runner.ProvocationResult``)."""
+
+
+@probe(Stage.PERSIST, scope=Scope.WRITES, emits=(PERSIST011,), applies=lambda ctx: _nothing_to_judge_swallowing(ctx))
 def failed_save_reaches_caller(ctx: Any) -> list[Finding]:
-    """A save made to fail inside the application's own unit of work ends its flow with that failure."""
-    result = ctx.state["provocation"]
-    if result.reached_caller:
-        return []
-    where = result.swallowed_in or result.rolled_back_at
-    return [
-        PERSIST011.finding(
-            f"A failure provoked in the {result.table} save was swallowed{f' in {where}' if where else ''}: the flow "
-            f"{'returned normally' if result.flow_error is None else 'ended with another error: ' + result.flow_error}.",
-            point=result.point,
-            provoked_in=result.table,
-            swallowed_in=result.swallowed_in,
-            rolled_back_at=result.rolled_back_at,
-            flow_ended_with=result.flow_error,
-            writes_after=result.writes_after,
-            calls_after=result.calls_after,
+    """A save that failed inside the application's own unit of work ends its flow with that failure.
+
+    Where answers are replayed, a failure is provoked in a second run to find out; otherwise a
+    save that failed in this run and was neither re-raised nor made good is the evidence.
+    """
+    from harness.observe.faults import stopped_at
+
+    result = ctx.state.get("provocation")
+    if isinstance(result, ProvocationLike):
+        if result.reached_caller:  # type: ignore[attr-defined]
+            return []
+        where = result.swallowed_in or result.rolled_back_at  # type: ignore[attr-defined]
+        ended_with = "returned normally" if result.flow_error is None else "ended with another error: " + result.flow_error  # type: ignore[attr-defined]
+        return [
+            PERSIST011.finding(
+                f"A failure provoked in the {result.table} save was swallowed{f' in {where}' if where else ''}: "  # type: ignore[attr-defined]
+                f"the flow {ended_with}.",
+                point=result.point,  # type: ignore[attr-defined]
+                provoked_in=result.table,  # type: ignore[attr-defined]
+                swallowed_in=result.swallowed_in,  # type: ignore[attr-defined]
+                rolled_back_at=result.rolled_back_at,  # type: ignore[attr-defined]
+                flow_ended_with=result.flow_error,  # type: ignore[attr-defined]
+                writes_after=result.writes_after,  # type: ignore[attr-defined]
+                calls_after=result.calls_after,  # type: ignore[attr-defined]
+            )
+        ]
+    findings = []
+    ended = ctx.timeline.ended()
+    for rollback in _swallowed_saves(ctx):
+        error = rollback.error
+        where = stopped_at(error.exception, ctx.target.code) if ctx.target is not None else None
+        failure = describe_db_error(error.exception)
+        tables = sorted({write.table for write in rollback.discarded})
+        how = "returned normally" if ended is None or ended.error is None else f"ended with {ended.error.type}"
+        findings.append(
+            PERSIST011.finding(
+                f"A save of {', '.join(tables) or 'rows'} failed ({failure.kind.value if failure else error.type}) and "
+                f"was swallowed{f' in {where.function} ({where})' if where else ''}: the flow {how}.",
+                point=commit_point(prepare(ctx), rollback.discarded) if rollback.discarded else "persist",
+                tables=tables,
+                error=error.to_dict(),
+                sqlstate=failure.sqlstate if failure else None,
+                swallowed_in=f"{where.function} ({where})" if where else None,
+                rolled_back_at=str(rollback.location) if rollback.location else None,
+            )
         )
-    ]
+    return findings
 
 
 @probe(Stage.PERSIST, scope=Scope.WRITES, emits=(PERSIST001,))

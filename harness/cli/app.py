@@ -26,6 +26,7 @@ __all__ = [
     "cli",
     "config_option",
     "main",
+    "progress_watcher",
     "target_from",
 ]
 
@@ -67,6 +68,15 @@ def target_from(config_file: Path | None, *, load: bool = True) -> Any:
         raise UsageProblem(str(exc)) from None
 
 
+def progress_watcher(label: str = "", *, output_format: str = "text") -> Any:
+    """What shows one run's progress (``RunOptions.progress``): a line on a terminal, unless --quiet or JSON output."""
+    from harness.logs import ProgressLine
+
+    root = click.get_current_context().find_root()
+    quiet = bool((root.obj or {}).get("quiet")) or output_format != "text"
+    return ProgressLine(quiet=quiet, label=label).watching
+
+
 def _fail_internal(exc: BaseException) -> NoReturn:
     from harness.redaction import redact_text
 
@@ -93,7 +103,7 @@ def _fail_internal(exc: BaseException) -> NoReturn:
     show_default=True,
     help="info tells each run's story; debug adds every check and database transaction.",
 )
-@click.option("-q", "--quiet", is_flag=True, help="No progress line while an LLM answer streams.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress line while the flow waits for an LLM answer.")
 @click.pass_context
 def cli(ctx: click.Context, log_format: str, log_level: str, quiet: bool) -> None:
     """Find which stage of the discovery → masterplan flow breaks, and why.

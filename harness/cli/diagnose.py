@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, target_from
+from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, progress_watcher, target_from
 from harness.cli.report import reports_dir_option, write_reports
 
 _MARKS = {"passed": "✔", "warned": "!", "failed": "✘", "blocked": "·", "skipped": "-", "not_applicable": "–"}
@@ -153,6 +153,7 @@ def diagnose(
         token_error=token_error,
         token_given=bool(token),
         identity_source=source,
+        progress=progress_watcher(output_format=output_format),
     )
     if mode is LLMMode.REPLAY:
         from harness.cassettes import CassetteError, load_meta, replaying
@@ -229,8 +230,22 @@ def _print_doctor(run: Any, target: str, llm_mode: str) -> None:
         extra = f" (PostgreSQL {server['server_version'].split()[0]})" if stage is Stage.DB and server else ""
         click.echo(f"{stage.value}{extra}")
         not_run = [o for o in outcomes if o.outcome.value in ("blocked", "skipped", "not_applicable")]
+        # A check passed at many points is one line naming them; one that found something, a line per point.
+        passed: dict[str, list[Any]] = {}
+        for outcome in outcomes:
+            if outcome not in not_run and outcome.outcome.value == "passed":
+                passed.setdefault(outcome.check.id, []).append(outcome)
+        shown: set[str] = set()
         for outcome in outcomes:
             if outcome in not_run:
+                continue
+            if outcome.outcome.value == "passed":
+                if outcome.check.id in shown:
+                    continue
+                shown.add(outcome.check.id)
+                points = [o.point for o in passed[outcome.check.id] if o.point != stage.value]
+                where = f" [{', '.join(dict.fromkeys(points))}]" if points else ""
+                click.echo(f"  {_MARKS['passed']} {outcome.check.id:<10} {outcome.check.title}{where}")
                 continue
             where = f" [{outcome.point}]" if outcome.point != stage.value else ""
             line = f"  {_MARKS[outcome.outcome.value]} {outcome.check.id:<10} {outcome.check.title}{where}"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, target_from
+from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, progress_watcher, target_from
 from harness.cli.report import reports_dir_option, write_reports
 
 #: A cassette name becomes a file name: keep it to what every file system and shell accepts.
@@ -170,6 +170,7 @@ def record(
                 force=force,
                 target=target,
                 flow_env=recorded_env,
+                progress=progress_watcher(name),
             )
         except FileExistsError as exc:
             raise UsageProblem(str(exc)) from None

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, target_from
+from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, progress_watcher, target_from
 from harness.cli.report import reports_dir_option, write_reports
 
 
@@ -89,6 +89,7 @@ def replay(
             target=target,
             on_result=on_result,
             empty_database=(lambda: cluster.url(cluster.create_database()), factory.drop),
+            progress_for=lambda meta: progress_watcher(meta.name, output_format=output_format),
         )
         context = RunContext(
             started_at=started,

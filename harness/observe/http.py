@@ -181,6 +181,8 @@ class _Answer:
     def __init__(self) -> None:
         self.text_parts: list[str] = []
         self.saw_text = False
+        #: Characters of text so far (what a progress line shows while a stream is read).
+        self.chars = 0
         self.stop_reason: str | None = None
         self.usage: dict[str, Any] = {}
         self.model: str | None = None
@@ -199,6 +201,7 @@ class _Answer:
             parts = self.text_parts
             parts.append(value)
             self.saw_text = True
+            self.chars += len(value)
             if len(parts) >= _TEXT_PARTS:  # thousands of small str objects cost more than the text itself
                 self.text_parts = ["".join(parts)]
 
@@ -551,6 +554,8 @@ class _Exchange:
     def _take(self, data: bytes) -> None:
         if self._sse is not None:
             self._sse.feed(self._text_decoder.decode(data))
+            for event, _code in self._events:
+                event.received_chars = self._answer.chars
         elif not self._overflow:
             self._body_bytes += len(data)
             if self._body_bytes > _MAX_BODY_BYTES:
@@ -613,6 +618,7 @@ class _Exchange:
             self._read_document(values)
         values.update(
             text=answer.text,
+            received_chars=answer.chars,
             stop_reason=answer.stop_reason,
             usage=dict(answer.usage),
             answered_model=answer.model,

@@ -144,6 +144,8 @@ class LLMExchange(Event):
     headers: dict[str, str] = field(default_factory=dict)
     #: The answer's text (text blocks / message content joined); partial for a cut stream.
     text: str | None = None
+    #: Characters of answer text received so far: grows while a stream is read (``text`` is set at its end).
+    received_chars: int = 0
     #: As the API said it: ``end_turn``, ``max_tokens``, ``stop_sequence``, ``tool_use``; ``stop``, ``length``;
     #: Responses: ``completed``, or the reason it is ``incomplete`` (``max_output_tokens``).
     stop_reason: str | None = None

@@ -221,24 +221,26 @@ def test_swallowed_plan_save_is_persist013_although_the_flow_returned(stand_in_a
 
 
 @pytest.mark.slow
-def test_swallowed_batch_save_is_persist101_at_the_next_batch_never_a_phase_taken_for_a_task(
+def test_swallowed_batch_save_is_persist011_before_its_consequence_never_a_phase_taken_for_a_task(
     stand_in_apis, flow_database_url
 ) -> None:
-    """Batch 1's commit is refused and swallowed; batch 2's save fails on the tasks it links to: PERSIST101 there.
+    """Batch 1's commit is refused and swallowed: PERSIST011 names the swallowing scope, before batch 2's failure.
 
-    With no task rows saved, the plan's phases must not be matched as its tasks (which once
-    gave a PERSIST002 comparing phase descriptions with task descriptions).
+    Nothing is provoked here (live answers): the refused commit itself, rolled back and never
+    re-raised, is the evidence. Batch 2's save then fails on the tasks it links to — a consequence,
+    not a finding of its own. With no task rows saved, the plan's phases must not be matched as
+    its tasks (which once gave a PERSIST002 comparing phase descriptions with task descriptions).
     """
     _execute(flow_database_url, _REFUSE_TASKS_AT_COMMIT)
     target = shims.shim_target(shims.run_with_a_swallowing_session)
     run = run_flow(stand_in_apis(healthy_script(KIND), flow_database_url), _request(), target=target)
     first = run.report.first_failure
-    assert (first.stage.value, first.id, first.point) == ("persist", "PERSIST101", "masterplan.batch-2")
-    assert first.evidence["error"]["type"] == "KeyError"
-    assert first.evidence["location"] == _line(
-        "harness/flow/masterplan.py", "(task_ids[task.task_number], task_ids[number])", within="def _save_batch("
-    )
-    assert [f.id for f in run.report.findings] == ["PERSIST101"]
+    assert (first.stage.value, first.id) == ("persist", "PERSIST011")
+    assert first.evidence["swallowed_in"].startswith("commit (tests/faults/shims/__init__.py:")
+    assert "masterplan_tasks" in first.evidence["tables"]
+    assert [f.id for f in run.report.findings] == ["PERSIST011"]
+    (consequence,) = [o for o in run.report.outcomes if o.check.id == "PERSIST101"]
+    assert consequence.outcome is Outcome.NOT_APPLICABLE and "KeyError followed PERSIST011" in consequence.reason
     ((status, failed_batch, committed),) = _query(
         flow_database_url, "SELECT status::text, failed_batch, batches_committed FROM masterplans"
     )
@@ -286,7 +288,7 @@ def test_canary_cleanup_holds_when_the_save_is_swallowed(stand_in_apis, flow_dat
         target=target,
         options=RunOptions(canary=True),
     )
-    assert run.report.verdict == "persist:PERSIST101", run.report.first_failure
+    assert run.report.verdict == "persist:PERSIST011", run.report.first_failure
     (cleanup,) = [o for o in run.report.outcomes if o.check.id == "PERSIST008"]
     assert cleanup.outcome is Outcome.PASSED
     plan = content.masterplan_for(KIND)

@@ -40,11 +40,25 @@ REALISTIC = [
     json.dumps(skeleton_of(_PLAN)),
     batch_texts(_PLAN)[0],
 ]
+
+
+def _read(kind: str, text: str, point: str) -> tuple[list, object]:
+    """An answer as the parse probes read it: its document's checks, then what they judge of the parsed document."""
+    findings, document = parse.parse_answer(kind, text, point)
+    if kind == "masterplan" and document is not None:
+        findings += parse.plan_findings(plan_problems(document), point)
+    elif kind == "skeleton" and document is not None:
+        findings += parse.plan_findings(skeleton_problems(document), point)
+    elif kind == "batch" and document is not None:
+        findings += parse.check_batch(document, point, [], None)
+    return findings, document
+
+
 CHECKERS = [
-    lambda text: parse.check_discovery_text(text),
-    lambda text: parse.check_masterplan_text(text),
-    lambda text: parse.check_skeleton_text(text, "masterplan.skeleton"),
-    lambda text: parse.check_batch_text(text, "masterplan.batch-1", [], None),
+    lambda text: _read("discovery", text, "discovery"),
+    lambda text: _read("masterplan", text, "masterplan"),
+    lambda text: _read("skeleton", text, "masterplan.skeleton"),
+    lambda text: _read("batch", text, "masterplan.batch-1"),
 ]
 PARSERS = [extract_json, parse_discovery, parse_masterplan, parse_skeleton, parse_task_batch]
 
@@ -114,20 +128,31 @@ def test_plan_problems_never_crash_on_a_plan_that_validated(data: st.DataObject)
         return
     problems = plan_problems(plan)
     assert all(problem.kind for problem in problems)
-    findings, document = parse.check_masterplan_text(text)
-    assert document is not None and len(findings) <= len(problems) + 1
+    findings, document = _read("masterplan", text, "masterplan")
+    assert document is not None and len(findings) == len(problems)
 
 
-@pytest.mark.parametrize("answer", REALISTIC, ids=["discovery", "plan", "skeleton", "batch"])
-def test_realistic_answers_parse_cleanly(answer: str) -> None:
-    """The undamaged answers the properties start from are valid documents (so the properties test damage)."""
-    for check in CHECKERS:
-        findings, document = check(answer)
-        if document is not None:
-            break
-    else:
-        pytest.fail("no checker accepted the realistic answer")
-    assert parse.check_masterplan_text("")[0][0].id == "PARSE001"  # the simplest damage: nothing at all
+@pytest.mark.parametrize(
+    ("answer", "kind", "point"),
+    [
+        (REALISTIC[0], "discovery", "discovery"),
+        (REALISTIC[1], "masterplan", "masterplan"),
+        (REALISTIC[2], "skeleton", "masterplan.skeleton"),
+        (REALISTIC[3], "batch", "masterplan.batch-1"),
+    ],
+    ids=["discovery", "plan", "skeleton", "batch"],
+)
+def test_realistic_answers_parse_cleanly(answer: str, kind: str, point: str) -> None:
+    """The undamaged answers the properties start from are clean documents of their kind (so the properties test damage)."""
+    findings, document = _read(kind, answer, point)
+    assert findings == [] and document is not None
+    assert _read(kind, "", point)[0][0].id == "PARSE001"  # the simplest damage: nothing at all
+
+
+def test_the_realistic_skeleton_and_all_its_batches_assemble_into_a_clean_plan() -> None:
+    """The skeleton with every batch answer assembles into the realistic plan, with no problem at all."""
     skeleton = parse_skeleton(REALISTIC[2])
-    assert skeleton_problems(skeleton) == []
-    assert plan_problems(assemble_plan(skeleton, parse_task_batch(REALISTIC[3]).tasks)) is not None
+    tasks = [task for text in batch_texts(_PLAN) for task in parse_task_batch(text).tasks]
+    plan = assemble_plan(skeleton, tasks)
+    assert skeleton_problems(skeleton) == [] and plan_problems(plan) == []
+    assert plan.total_tasks == len(tasks) == len(list(content.iter_tasks(_PLAN)))

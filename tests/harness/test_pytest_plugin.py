@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +112,51 @@ def test_plugin_registers_its_option_marker_and_fixtures(pytester: pytest.Pytest
     result = pytester.runpytest("--fixtures")
     for name in ("flow_runner", "flow_database_url", "block_network", "llm_faults", "flow_record_mode"):
         result.stdout.fnmatch_lines([f"{name}*"])
+
+
+ATLAS = Path(__file__).resolve().parents[1] / "examples" / "atlas"
+
+ATLAS_SUITE = """
+import pytest
+import sqlalchemy as sa
+
+
+@pytest.mark.flow_cassette("atlas.yaml")
+def test_atlas_plan_is_saved(flow_runner, flow_target, flow_database_url):
+    run = flow_runner.run()
+    assert flow_target.config.name == "atlas"
+    assert run.report.verdict == flow_runner.expected == "pass", run.report.first_failure
+    engine = sa.create_engine(flow_database_url.replace("+psycopg", "+psycopg2"))
+    try:
+        with engine.connect() as connection:  # atlas's tables, in its own schema, reached through its search_path
+            tasks = connection.execute(sa.text("select count(*) from planning.masterplan_tasks")).scalar_one()
+    finally:
+        engine.dispose()
+    assert tasks > 100
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["--harness-config", "ini"])
+def test_a_suite_for_another_application_names_it_by_its_config(pytester: pytest.Pytester, how: str) -> None:
+    """--harness-config (or the masterplan_harness_config ini value) makes flow_target, the databases and flow_runner atlas's."""
+    pytester.makepyfile(test_atlas=ATLAS_SUITE)
+    (pytester.path / "cassettes").mkdir()
+    shutil.copy(ATLAS / "cassettes" / "healthy.yaml", pytester.path / "cassettes" / "atlas.yaml")
+    config = ATLAS / "pyproject.toml"
+    if how == "ini":
+        pytester.makeini(f"[pytest]\nmasterplan_harness_config = {config}\n")
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    else:
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--harness-config={config}")
+    result.assert_outcomes(passed=1)
+
+
+def test_a_bad_harness_config_fails_the_suite_in_one_line(pytester: pytest.Pytester) -> None:
+    """A config that cannot be used fails the tests that need the target with one line naming it, no traceback."""
+    pytester.makepyfile(test_x="def test_x(flow_target):\n    pass\n")
+    missing = pytester.path / "nowhere" / "pyproject.toml"
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--harness-config={missing}")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"*{missing}: no such file*"])
+    assert "Traceback" not in result.stdout.str()

@@ -38,7 +38,7 @@ def test_help_lists_commands_and_exit_codes() -> None:
         assert word in result.stdout
 
 
-@pytest.mark.parametrize("command", ["diagnose", "replay", "migrate", "probes", "explain"])
+@pytest.mark.parametrize("command", ["diagnose", "replay", "migrate", "probes", "explain", "report"])
 def test_every_command_has_help_with_an_example(command: str) -> None:
     """Each command's --help teaches with an example."""
     result = harness(command, "--help")
@@ -52,6 +52,19 @@ def test_probes_lists_every_check_id() -> None:
     assert result.returncode == 0
     listed = {line.split()[0] for line in result.stdout.splitlines() if line.strip()}
     assert listed == {check.id for check in probes.ALL_CHECKS}
+
+
+#: Checks of the design that watches any application from outside.
+NEW_IDS = ("LLM101", "LLM102", "PARSE101", "PERSIST011", "PERSIST012", "PERSIST013", "PERSIST101", "DB011", "DB012")
+
+
+def test_probes_and_explain_know_the_checks_of_the_outside_design() -> None:
+    """The checks added for watching any application are listed by `probes` and printed by `explain`."""
+    listed = {line.split()[0] for line in harness("probes").stdout.splitlines() if line.strip()}
+    assert set(NEW_IDS) <= listed
+    for check_id in NEW_IDS:
+        result = harness("explain", check_id)
+        assert result.returncode == 0 and result.stdout.startswith(f"{check_id} — ") and "fix:" in result.stdout
 
 
 def test_explain_prints_stage_level_and_fix() -> None:
@@ -78,11 +91,11 @@ def test_unknown_check_id_is_bad_usage() -> None:
         (
             lambda tmp: (
                 (tmp / "x.yaml").write_text(
-                    "interactions: []\nmetadata: {harness: {name: x, request: r, expect: pass, generation_mode: turbo}}\n"
+                    "interactions: []\nmetadata: {harness: {name: x, request: r, expect: pass, env: [turbo]}}\n"
                 )
                 and tmp / "x.yaml"
             ),
-            "unknown generation_mode 'turbo'",
+            "metadata.harness.env must map variable names to values",
         ),
     ],
 )
@@ -97,7 +110,39 @@ def test_replay_bad_paths_exit_2_with_one_line(tmp_path: Path, make, expected: s
 
 
 def test_readme_table_lists_every_check_id() -> None:
-    """Every check ID in the code appears in README's probe table."""
+    """Every check ID in the code appears in README's probe table, which is `harness probes --format markdown` as is."""
     readme = (ROOT / "README.md").read_text()
     missing = [check.id for check in probes.ALL_CHECKS if f"| `{check.id}` |" not in readme]
     assert missing == [], f"add these to README (harness probes --format markdown): {missing}"
+    table = harness("probes", "--format", "markdown").stdout
+    assert table in readme, "README's check table is stale: paste `harness probes --format markdown` over it"
+
+
+BROKEN_CATALOGUE = """
+import probes
+
+
+class _Broken:  # a bug planted in the harness's own code: a catalogue entry that cannot say its ID
+    @property
+    def id(self):
+        raise RuntimeError("catalogue entry broken near sk-ant-api03-PLANTEDkeyPLANTEDkey0042")
+
+
+probes.ALL_CHECKS = (*probes.ALL_CHECKS, _Broken())
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_bug_in_the_harness_is_exit_3_without_a_traceback_unless_asked(tmp_path: Path, debug: bool) -> None:
+    """A harness bug (planted at start-up through sitecustomize) is two redacted lines and exit 3; HARNESS_DEBUG shows it."""
+    (tmp_path / "sitecustomize.py").write_text(BROKEN_CATALOGUE)
+    env = {"PYTHONPATH": str(tmp_path), **({"HARNESS_DEBUG": "1"} if debug else {})}
+    result = harness("probes", env=env)
+    if debug:
+        assert result.returncode != 0 and "Traceback" in result.stderr and "RuntimeError" in result.stderr
+        return
+    assert result.returncode == 3 and "PLANTEDkey" not in result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        "harness: internal error: RuntimeError: catalogue entry broken near ***",
+        "This is a bug in the harness; rerun with HARNESS_DEBUG=1 for the traceback.",
+    ]

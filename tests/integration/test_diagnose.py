@@ -48,7 +48,12 @@ def test_healthy_environment_passes_every_stage_and_leaves_no_rows(flow_database
     assert result.returncode == 0, result.stdout[-3000:]
     assert report["verdict"] == "pass"
     ran = {check["id"] for check in report["checks"] if check["outcome"] == "passed"}
-    assert {"DB006", "PERSIST001", "PERSIST004", "PERSIST008", "PERSIST009"} <= ran
+    assert {"DB006", "DB011", "PERSIST001", "PERSIST004", "PERSIST008", "PERSIST009"} <= ran
+    # The outside design's checks: a provoked failed save reached the caller, nothing flushed was left
+    # uncommitted, every generated document was found saved, and no app code failed around the calls.
+    assert {"PERSIST011", "PERSIST012", "PERSIST013", "LLM101", "PARSE101", "PERSIST101"} <= ran
+    db012 = next(check for check in report["checks"] if check["id"] == "DB012")
+    assert (db012["outcome"], db012["reason"]) == ("skipped", "no disposable PostgreSQL to apply the migrations to")
     assert report["observations"]["canary"]["rows_deleted"] > 100
     assert _canaries(flow_database_url) == 0
 
@@ -189,7 +194,15 @@ def test_full_mode_runs_the_flow_live_and_cleans_up(flow_database_url: str) -> N
         env = {"ANTHROPIC_BASE_URL": anthropic_api.base_url, "OPENAI_BASE_URL": openai_api.base_url + "/v1"}
         result, report = _diagnose(flow_database_url, *IDS, "--llm", "full", extra_env=env)
     assert result.returncode == 0, report["first_failure"]
-    assert any(v.get("streamed") for k, v in report["observations"].items() if k.startswith("llm.masterplan"))
+    calls = report["observations"]["llm.calls"]  # as the wire showed them, named by what they answered
+    assert [c["point"] for c in calls if c["kind"] != "embeddings"][:3] == [
+        "discovery",
+        "masterplan.skeleton",
+        "masterplan.batch-1",
+    ]
+    assert all(c["streamed"] for c in calls if c["kind"] in ("skeleton", "batch"))
+    assert all(c["status"] == 200 and c["caller"].startswith("harness/flow/") for c in calls)
+    assert report["observations"]["llm.replayed"] is False
     assert _canaries(flow_database_url) == 0
 
 

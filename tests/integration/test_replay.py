@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from harness.cassettes import discover_cassettes, load_meta
+from harness.config import Models
 from harness.recording.scenarios import RECORDING_ANTHROPIC_KEY, RECORDING_OPENAI_KEY, SCENARIOS
 from harness.redaction import find_secrets
 
@@ -46,6 +47,12 @@ def test_every_committed_cassette_replays_to_its_expected_verdict() -> None:
     # Our flow commits each unit of work exactly once, also when a batch fails: no double-commit warning.
     double_commits = [c["name"] for c in report["cassettes"] for f in _findings(c) if f["id"] == "PERSIST009"]
     assert double_commits == []
+    for cassette in report["cassettes"]:
+        outcome = {check["id"]: check["outcome"] for check in cassette["report"]["checks"]}
+        # The migrations were applied from empty to a disposable database and built the models (once per process).
+        assert (outcome["DB011"], outcome["DB012"]) == ("passed", "passed"), cassette["name"]
+        if cassette["verdict"] == "pass":  # a save made to fail in a second run reached the flow's caller
+            assert outcome["PERSIST011"] == "passed", cassette["name"]
 
 
 def test_committed_cassettes_match_the_scenarios_that_made_them() -> None:
@@ -104,7 +111,11 @@ def test_no_secret_survives_in_any_cassette() -> None:
 def test_single_call_fails_where_batched_succeeds_and_the_failing_batch_is_named() -> None:
     """The comparison: single-call mode stops at max_tokens, the same request batched passes; batch 2's cut is named."""
     names = ("masterplan-max-tokens", "masterplan-max-tokens-batched", "masterplan-batch-2-max-tokens")
-    modes = {name: load_meta(CASSETTES / f"{name}.yaml").extra["generation_mode"] for name in names}
+    default = Models().generation_mode  # the flow reads MASTERPLAN_GENERATION_MODE; the cassette keeps what it ran with
+    modes = {
+        name: load_meta(CASSETTES / f"{name}.yaml").extra["env"].get("MASTERPLAN_GENERATION_MODE", default)
+        for name in names
+    }
     assert modes == dict(zip(names, ("single", "batched", "batched"), strict=True))
     result = harness("replay", "--format", "json", *(str(CASSETTES / f"{name}.yaml") for name in names))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr

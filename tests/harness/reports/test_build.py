@@ -28,15 +28,29 @@ def test_failing_run_names_its_stage_check_and_evidence(replayed, context) -> No
 
 
 def test_llm_usage_and_cost_are_totalled_from_the_observed_calls(replayed, context) -> None:
-    """Each observed call is listed with stop reason and tokens; totals add them up across runs."""
+    """Each call is listed as the wire showed it (status, stop reason, tokens, the app's line); totals add them up."""
     report = build_run_report("replay", replayed.values(), meta=context)
     failing = next(r for r in report.runs if r.name == "masterplan-max-tokens")
     masterplan = next(c for c in failing.llm.calls if c.point == "masterplan")
     assert masterplan.stop_reason == "max_tokens" and masterplan.output_tokens == masterplan.max_tokens
+    assert (masterplan.kind, masterplan.status, masterplan.attempts) == ("masterplan", 200, 1)
+    assert masterplan.caller.startswith("harness/flow/") and masterplan.usage["output_tokens"] == masterplan.max_tokens
     calls = [c for r in report.runs for c in r.llm.calls]
     assert report.summary.llm.calls == len(calls) > 3
     assert report.summary.llm.output_tokens == sum(c.output_tokens or 0 for c in calls)
     assert abs(report.summary.llm.cost_usd - sum(c.cost_usd or 0 for c in calls)) < 1e-6
+
+
+def test_replayed_answers_cost_what_was_recorded_and_spend_nothing(replayed, context) -> None:
+    """A replay keeps what the recorded calls cost but spent $0; the same run made live spent exactly that."""
+    from dataclasses import replace
+
+    report = build_run_report("replay", replayed.values(), meta=context)
+    assert report.summary.llm.cost_usd > 0 and report.summary.llm.spent_usd == 0
+    run = replayed["healthy-task-manager"]
+    live_run = replace(run.run, observations={**run.run.observations, "llm.replayed": False})
+    live = build_run_report("diagnose", [replace(run, run=live_run)], meta=context)
+    assert live.summary.llm.spent_usd == live.summary.llm.cost_usd > 0
 
 
 def test_passing_run_lists_saved_rows_and_warning(replayed, context) -> None:

@@ -73,6 +73,13 @@ def test_html_fetches_nothing_from_elsewhere(replayed, context) -> None:
     assert "Content-Security-Policy" in html and "default-src 'none'" in html
 
 
+def test_html_says_what_replayed_calls_cost_and_that_nothing_was_spent(replayed, context) -> None:
+    """The LLM line keeps the recorded calls' cost; the runs table's cost column is what the run spent."""
+    text = _Text.of(render(build_run_report("replay", replayed.values(), meta=context), "html"))
+    assert re.search(r"output tokens, \$0 spent \(the recorded calls cost \$\d+\.\d{4}\)", text)
+    assert "LLM cost spent" in text and text.count("$0.0000") >= len(replayed)
+
+
 @needs_chromium
 def test_failing_run_in_chromium_shows_failing_stage_finding_and_fix(replayed, context, tmp_path) -> None:
     """Rendered headless, the max_tokens run's page names the llm stage, LLM001 and its fix; a screenshot is kept."""

@@ -38,7 +38,14 @@ def test_one_case_per_check_with_its_outcome(replayed, context, tmp_path) -> Non
     runs = [*replayed.values(), wrong]
     report = build_run_report("replay", runs, meta=context)
     suites = _suites(write_run_reports("replay", runs, meta=context, out_dir=tmp_path))
-    mapping = {"passed": "passed", "warned": "passed", "failed": "failure", "blocked": "skipped", "skipped": "skipped"}
+    mapping = {
+        "passed": "passed",
+        "warned": "passed",
+        "failed": "failure",
+        "blocked": "skipped",
+        "skipped": "skipped",
+        "not_applicable": "skipped",
+    }
     for run in report.runs:
         cases = [case for case in suites[run.name] if case.classname in STAGES]
         assert [(c.classname, c.name) for c in cases] == [(c.stage, f"{c.id} {c.point}") for c in run.checks]
@@ -46,6 +53,9 @@ def test_one_case_per_check_with_its_outcome(replayed, context, tmp_path) -> Non
         if run.matched and run.verdict != "pass":  # the intended fault reads as an expected failure
             expected = ["xfail" if c.outcome == "failed" else kind for c, kind in zip(run.checks, expected)]
         assert [_kind(case) for case in cases] == expected, run.name
+    run, not_applicable = next((r, c) for r in report.runs for c in r.checks if c.outcome == "not_applicable")
+    case = next(c for c in suites[run.name] if c.name == f"{not_applicable.id} {not_applicable.point}")
+    assert case.result[0].message == f"not_applicable: {not_applicable.reason}"
     failing = {(c.name, _kind(c)) for c in suites["max-tokens-expecting-pass"]}
     assert ("LLM001 masterplan", "failure") in failing and ("expect pass", "failure") in failing
     assert ("expect llm:LLM001", "passed") in {(c.name, _kind(c)) for c in suites["masterplan-max-tokens"]}

@@ -15,6 +15,8 @@ def test_markdown_has_a_row_per_run_and_the_failing_finding_with_its_fix(replaye
         assert f"| {name} |" in text
     assert "**LLM001** at `llm/masterplan`" in text and "**Fix:** Generate the plan in batches" in text
     assert '"stop_reason": "max_tokens"' in text
+    assert "output tokens, $0 spent (the recorded calls cost $" in text  # replayed answers spent nothing
+    assert all(line.endswith("| $0.0000 |") for line in text.splitlines() if line.startswith(("| ✅ |", "| ❌ |")))
 
 
 def test_markdown_escapes_table_pipes(replayed, context) -> None:

@@ -50,10 +50,14 @@ def test_latest_is_a_text_file_where_symlinks_fail(replayed, context, tmp_path, 
         ('{"cassettes": []}', 'it has no "kind": "masterplan-harness/run-report"'),
         (
             '{"kind": "masterplan-harness/run-report", "schema_version": 99}',
-            "schema version 99; this harness reads version 1",
+            "schema version 99; this harness reads version 2",
+        ),
+        (  # version 1 had no not_applicable outcome and no spent cost: read as 2 it would be misread
+            '{"kind": "masterplan-harness/run-report", "schema_version": 1}',
+            "schema version 1; this harness reads version 2",
         ),
         (
-            '{"kind": "masterplan-harness/run-report", "schema_version": 1}',
+            '{"kind": "masterplan-harness/run-report", "schema_version": 2}',
             "not a valid run report: meta: Field required",
         ),
     ],
