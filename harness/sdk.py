@@ -12,8 +12,8 @@ brings httpx2), and each SDK sends through its own. The generations differ in:
 - the HTTP library, its TLS context and its exception classes (:func:`transport_of`,
   :func:`tls_context`, :func:`httpcore_modules`);
 - ``DefaultAsyncHttpxClient``, which openai gained in 1.17 (:func:`default_async_http_client`);
-- ``anthropic.OverloadedError``, which anthropic 0.x lacks: a 529 is an ``InternalServerError``
-  there (:func:`error_class`);
+- ``anthropic.OverloadedError``, which early 0.x versions (0.30 among them) lack: a 529 is an
+  ``InternalServerError`` there (:func:`error_class`);
 - what the embeddings endpoint is asked for: openai ≥ 1.62 always asks for base64, earlier
   versions only when numpy is installed. Asking for it explicitly makes the wire the same under
   every generation, so one cassette replays under all of them; the SDK then hands the base64

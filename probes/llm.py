@@ -380,7 +380,7 @@ def classify(exc: BaseException, point: str) -> Finding:
             (sdk.APIConnectionError, LLM010, "The API could not be reached"),
             (sdk.APIResponseValidationError, LLM011, "The API's answer did not have the expected shape"),
         ]
-        overloaded = error_class(sdk, "OverloadedError")  # anthropic >= 1 (0.x: status 529, below)
+        overloaded = error_class(sdk, "OverloadedError")  # absent from early 0.x: there a 529 is read by status, below
         if overloaded is not None:
             by_class.insert(4, (overloaded, LLM007, "The API is overloaded"))
         for cls, check, message in by_class:

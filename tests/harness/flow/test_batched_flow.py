@@ -35,7 +35,7 @@ KIND = "task_manager"
 TINY_RETRIES = shims.QUICK_RETRIES
 QUICK = shims.shim_target(shims.run_with_quick_retries)
 
-#: What the installed SDK raises for a 529: anthropic 0.x has no OverloadedError and raises InternalServerError.
+#: What the installed SDK raises for a 529: early anthropic 0.x (0.30) has no OverloadedError, only InternalServerError.
 OVERLOADED = (error_class(anthropic, "OverloadedError") or anthropic.InternalServerError).__name__
 
 

@@ -17,7 +17,7 @@ from harness.sdk import error_class
 
 POLICY = Retries(attempts=3, base_delay=2.0, max_delay=5.0, jitter=0.5, max_retry_after=10.0)
 
-#: What the installed SDK raises for a 529: anthropic 0.x has no OverloadedError and raises InternalServerError.
+#: What the installed SDK raises for a 529: early anthropic 0.x (0.30) has no OverloadedError, only InternalServerError.
 OVERLOADED = (error_class(anthropic, "OverloadedError") or anthropic.InternalServerError).__name__
 
 
