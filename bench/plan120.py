@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.contract import MasterPlan
-from harness.recording.content import discovery_for, iter_tasks, masterplan_for
+from tests.support.content import discovery_for, iter_tasks, masterplan_for
 
 __all__ = ["PLAN_TASKS", "discovery_document", "plan_document", "plan_model"]
 

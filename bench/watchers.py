@@ -22,17 +22,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 
 import anthropic
 import httpx2
 
+if __package__ in (None, ""):  # run as a script: make the repository (and its tests.support) importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from harness.observe.http import HttpWatch
 from harness.observe.loop import LoopWatch
 from harness.observe.timeline import LLMExchange, LoopStalled, Timeline
-from harness.recording.wire_server import MessageReply, WireScript, WireServer
+from tests.support.wire_server import MessageReply, WireScript, WireServer
 
 CHUNK_CHARS = 60
 MESSAGES = [{"role": "user", "content": "Plan a bookshop"}]

@@ -5,6 +5,11 @@ the chat request it answers, who asked, and the verdict a replay must produce
 (``pass`` or ``<stage>:<check id>``). This module decides how cassettes are matched
 (method, path and JSON body — a changed prompt never silently replays an old answer),
 how they are redacted before they are written, and how a broken one is reported.
+
+Any vcrpy cassette can be read and summarized, with or without that metadata — one a
+team's pytest-recording suite made (extended thinking, ``?beta=true`` URLs, an older vcrpy's
+httpx format, compressed bodies) included: ``replay`` needs the metadata, ``cassettes list``
+and ``scan`` do not, and :mod:`harness.adopt` adds it.
 """
 
 from __future__ import annotations
@@ -33,12 +38,15 @@ __all__ = [
     "CassetteSummary",
     "SecretHit",
     "discover_cassettes",
+    "harness_metadata",
     "json_body_differences",
     "load_cassette",
+    "load_document",
     "load_meta",
     "recording",
     "replaying",
     "scan_cassette",
+    "summarize_interactions",
     "summarize_response",
     "update_metadata",
 ]
@@ -108,7 +116,8 @@ class CassetteMeta:
 _REQUIRED_META = ("name", "request", "expect")
 
 
-def _read(path: Path) -> tuple[dict[str, Any], CassetteMeta]:
+def load_document(path: Path) -> dict[str, Any]:
+    """The decoded YAML of a vcrpy cassette (harness metadata or not); :class:`CassetteError` if it is none."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -116,22 +125,51 @@ def _read(path: Path) -> tuple[dict[str, Any], CassetteMeta]:
         raise CassetteError(path, "no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CassetteError(path, f"cannot be read ({exc.__class__.__name__})") from None
+    from vcr.serializers import yamlserializer
+
     try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        # vcrpy's own safe loader: it also reads the benign Python tags older vcrpy versions wrote.
+        data = yamlserializer.deserialize(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
+        if isinstance(exc, yaml.constructor.ConstructorError):
+            raise CassetteError(path, f"holds a YAML tag a safe loader refuses{where} ({exc.problem})") from None
         raise CassetteError(path, f"not valid YAML{where}") from None
     if not isinstance(data, dict) or not isinstance(data.get("interactions"), list):
         raise CassetteError(path, "not a vcrpy cassette (no 'interactions' list)")
-    meta = (data.get("metadata") or {}).get("harness") if isinstance(data.get("metadata"), dict) else None
-    if not isinstance(meta, dict):
-        raise CassetteError(path, "has no harness metadata (metadata.harness); record it with `harness record`")
+    return data
+
+
+def harness_metadata(data: dict[str, Any]) -> dict[str, Any] | None:
+    """A cassette document's ``metadata.harness`` mapping; ``None`` when it has none (recorded outside the harness)."""
+    metadata = data.get("metadata")
+    meta = metadata.get("harness") if isinstance(metadata, dict) else None
+    return meta if isinstance(meta, dict) else None
+
+
+def _read(path: Path) -> tuple[dict[str, Any], CassetteMeta]:
+    path = Path(path)
+    data = load_document(path)
+    meta = _meta_of(path, data)
+    if meta is None:
+        raise CassetteError(
+            path,
+            "has no harness metadata (metadata.harness): adopt it with "
+            f"`harness cassettes adopt {path} --request ...`, or record it with `harness record`",
+        )
+    return data, meta
+
+
+def _meta_of(path: Path, data: dict[str, Any]) -> CassetteMeta | None:
+    meta = harness_metadata(data)
+    if meta is None:
+        return None
     missing = [key for key in _REQUIRED_META if not meta.get(key)]
     if missing:
         raise CassetteError(path, f"harness metadata lacks {', '.join(missing)}")
     known = {"name", "description", "request", "user_id", "session_id", "expect"}
-    return data, CassetteMeta(
+    return CassetteMeta(
         path=path,
         name=str(meta["name"]),
         description=str(meta.get("description") or ""),
@@ -169,11 +207,13 @@ def discover_cassettes(paths: list[Path]) -> list[Path]:
 
 #: Flags a recorded call can carry; the first two mean the answer is incomplete.
 TRUNCATED_FLAGS = ("max_tokens", "stream-cut")
+#: Endpoints whose answers end with a stop reason (a call to one without it is incomplete).
+_GENERATION_PATHS = ("/messages", "/chat/completions", "/responses")
 
 
 @dataclass(frozen=True)
 class CallSummary:
-    """One recorded exchange, read from its response: status, stop reason, usage, flags."""
+    """One recorded exchange, read from its response: status, stop reason, usage, what the answer holds, flags."""
 
     method: str
     path: str
@@ -189,6 +229,10 @@ class CallSummary:
     error_type: str | None = None
     #: ``max_tokens``, ``stream-cut`` (no stop events), ``stream-error``, ``http-<status>``.
     flags: tuple[str, ...] = ()
+    #: The URL's query (``beta=true`` for the SDKs' beta clients); empty when it has none.
+    query: str = ""
+    #: The answer's content blocks by type, in order (``thinking``, ``text``, ``tool_use``, ...).
+    blocks: tuple[str, ...] = ()
 
     @property
     def truncated(self) -> bool:
@@ -202,12 +246,13 @@ class CallSummary:
             return self.stop_reason
         if self.error_type:
             return f"error {self.error_type}"
-        return "no stop_reason" if self.path.endswith("/messages") else "-"
+        return "no stop_reason" if self.path.rstrip("/").endswith(_GENERATION_PATHS) else "-"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "method": self.method,
             "path": self.path,
+            "query": self.query,
             "status": self.status,
             "streamed": self.streamed,
             "events": self.events,
@@ -215,6 +260,7 @@ class CallSummary:
             "stop_reason": self.stop_reason,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
+            "blocks": list(self.blocks),
             "error_type": self.error_type,
             "flags": list(self.flags),
         }
@@ -222,10 +268,21 @@ class CallSummary:
 
 @dataclass(frozen=True)
 class CassetteSummary:
-    """A cassette's metadata and what each of its recorded calls says."""
+    """A cassette's metadata and what each of its recorded calls says.
 
-    meta: CassetteMeta
+    ``meta`` is ``None`` for a cassette recorded outside the harness (a pytest-recording
+    suite's, say) that nobody has adopted yet: ``harness replay`` cannot use it until
+    ``harness cassettes adopt`` gives it a request and an expectation.
+    """
+
+    path: Path
+    meta: CassetteMeta | None
     calls: tuple[CallSummary, ...]
+
+    @property
+    def name(self) -> str:
+        """The name in its metadata; the file's stem for a cassette without any."""
+        return self.meta.name if self.meta is not None else self.path.stem
 
     @property
     def truncated(self) -> bool:
@@ -239,10 +296,43 @@ def _text(value: Any) -> str:
 
 
 def _header(headers: Any, name: str) -> str:
-    for key, value in (headers or {}).items():
-        if key.lower() == name:
-            return value[0] if isinstance(value, list) and value else str(value)
+    if not isinstance(headers, dict):
+        return ""
+    for key, value in headers.items():
+        if str(key).lower() == name:
+            return str(value[0]) if isinstance(value, list) and value else str(value)
     return ""
+
+
+def _response_parts(response: dict[str, Any]) -> tuple[int | None, Any, str]:
+    """(status, headers, body text) of a recorded response, in vcrpy's format or an older vcrpy's httpx one.
+
+    Before vcrpy 6 an httpx response was kept as ``status_code`` / ``content``; a body kept
+    compressed (no ``decode_compressed_response``) is decompressed here.
+    """
+    headers = response.get("headers") or {}
+    if "status_code" in response and "status" not in response:  # an older vcrpy's httpx format
+        status: Any = response.get("status_code")
+        raw: Any = response.get("content")
+    else:
+        status = (response.get("status") or {}).get("code") if isinstance(response.get("status"), dict) else None
+        body = response.get("body")
+        raw = body.get("string") if isinstance(body, dict) else body
+    if isinstance(raw, (bytes, bytearray)):
+        raw = _decompressed(bytes(raw), _header(headers, "content-encoding").lower())
+    return (status if isinstance(status, int) else None), headers, _text(raw)
+
+
+def _decompressed(raw: bytes, encoding: str) -> bytes:
+    """``raw`` decoded from gzip or deflate when it is (by header or by gzip's magic number); else as it is."""
+    try:
+        if raw[:2] == b"\x1f\x8b" or encoding == "gzip":
+            return gzip.decompress(raw)
+        if encoding == "deflate":
+            return zlib.decompress(raw)
+    except (OSError, EOFError, zlib.error):
+        pass  # not what the header says: shown as it is
+    return raw
 
 
 def _sse_events(text: str) -> list[tuple[str, Any]]:
@@ -259,52 +349,115 @@ def _sse_events(text: str) -> list[tuple[str, Any]]:
     return events
 
 
+#: Event names of Anthropic's Messages stream (OpenAI's chat stream names none).
+_MESSAGE_EVENTS = frozenset(
+    {
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    }
+)
+
+
+def _anthropic_stream(events: list[tuple[str, Any]], fields: dict[str, Any], flags: list[str]) -> None:
+    blocks: list[str] = []
+    names = []
+    for name, data in events:
+        data = data if isinstance(data, dict) else {}
+        name = str(data.get("type") or name)  # a stream's JSON names its event too
+        names.append(name)
+        if name == "message_start":
+            message = data.get("message") or {}
+            fields["model"] = message.get("model")
+            fields["input_tokens"] = (message.get("usage") or {}).get("input_tokens")
+        elif name == "content_block_start":
+            block = data.get("content_block") or {}
+            blocks.append(str(block.get("type") or "?"))
+        elif name == "message_delta":
+            fields["stop_reason"] = (data.get("delta") or {}).get("stop_reason")
+            fields["output_tokens"] = (data.get("usage") or {}).get("output_tokens")
+        elif name == "error":
+            fields["error_type"] = (data.get("error") or {}).get("type")
+    fields["blocks"] = tuple(blocks)
+    if "error" in names:
+        flags.append("stream-error")
+    elif "message_stop" not in names or fields.get("stop_reason") is None:
+        flags.append("stream-cut")
+
+
+def _chat_stream(events: list[tuple[str, Any]], fields: dict[str, Any], flags: list[str]) -> None:
+    """OpenAI's chat stream: unnamed ``data:`` chunks, a ``finish_reason``, usage in the last one, ``[DONE]``."""
+    done = False
+    for _name, data in events:
+        if data == "[DONE]":
+            done = True
+            continue
+        if not isinstance(data, dict):
+            continue
+        if isinstance(data.get("error"), dict):
+            fields["error_type"] = data["error"].get("type") or data["error"].get("code")
+        fields["model"] = data.get("model") or fields.get("model")
+        for choice in data.get("choices") or []:
+            if isinstance(choice, dict) and choice.get("finish_reason"):
+                fields["stop_reason"] = choice["finish_reason"]
+        usage = data.get("usage")
+        if isinstance(usage, dict):
+            fields["input_tokens"] = usage.get("prompt_tokens")
+            fields["output_tokens"] = usage.get("completion_tokens")
+    if fields.get("error_type"):
+        flags.append("stream-error")
+    elif not done and fields.get("stop_reason") is None:
+        flags.append("stream-cut")
+
+
+def _json_answer(document: dict[str, Any], fields: dict[str, Any]) -> None:
+    usage = document.get("usage") if isinstance(document.get("usage"), dict) else {}
+    fields["model"] = document.get("model")
+    fields["stop_reason"] = document.get("stop_reason")
+    fields["input_tokens"] = usage.get("input_tokens", usage.get("prompt_tokens"))
+    fields["output_tokens"] = usage.get("output_tokens", usage.get("completion_tokens"))
+    if isinstance(document.get("content"), list):
+        fields["blocks"] = tuple(
+            str(block.get("type") or "?") for block in document["content"] if isinstance(block, dict)
+        )
+    choices = document.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        fields["stop_reason"] = choices[0].get("finish_reason")
+    if isinstance(document.get("error"), dict):
+        fields["error_type"] = document["error"].get("type")
+
+
 def summarize_response(method: str, uri: str, response: dict[str, Any]) -> CallSummary:
-    """What a recorded (or just recorded) response says: stop reason, usage, truncation, errors."""
+    """What a recorded (or just recorded) response says: stop reason, usage, content blocks, truncation, errors."""
     from urllib.parse import urlsplit
 
-    status = (response.get("status") or {}).get("code")
-    headers = response.get("headers") or {}
-    body = _text((response.get("body") or {}).get("string"))
+    status, headers, body = _response_parts(response)
     flags: list[str] = []
     fields: dict[str, Any] = {}
     streamed = "text/event-stream" in _header(headers, "content-type")
     if streamed:
         events = _sse_events(body)
-        names = [name for name, _ in events]
         fields["events"] = len(events)
-        for name, data in events:
-            data = data if isinstance(data, dict) else {}
-            if name == "message_start":
-                message = data.get("message") or {}
-                fields["model"] = message.get("model")
-                fields["input_tokens"] = (message.get("usage") or {}).get("input_tokens")
-            elif name == "message_delta":
-                fields["stop_reason"] = (data.get("delta") or {}).get("stop_reason")
-                fields["output_tokens"] = (data.get("usage") or {}).get("output_tokens")
-            elif name == "error":
-                fields["error_type"] = (data.get("error") or {}).get("type")
-        if "error" in names:
-            flags.append("stream-error")
-        elif "message_stop" not in names or fields.get("stop_reason") is None:
-            flags.append("stream-cut")
+        kinds = {str(data.get("type")) for _name, data in events if isinstance(data, dict)}
+        if {name for name, _data in events} & _MESSAGE_EVENTS or kinds & _MESSAGE_EVENTS:
+            _anthropic_stream(events, fields, flags)
+        else:
+            _chat_stream(events, fields, flags)
     else:
         document = _json_or_none(body)
-        document = document if isinstance(document, dict) else {}
-        usage = document.get("usage") or {}
-        fields["model"] = document.get("model")
-        fields["stop_reason"] = document.get("stop_reason")
-        fields["input_tokens"] = usage.get("input_tokens", usage.get("prompt_tokens"))
-        fields["output_tokens"] = usage.get("output_tokens")
-        if isinstance(document.get("error"), dict):
-            fields["error_type"] = document["error"].get("type")
-    if fields.get("stop_reason") == "max_tokens":
+        _json_answer(document if isinstance(document, dict) else {}, fields)
+    if fields.get("stop_reason") in ("max_tokens", "length"):
         flags.insert(0, "max_tokens")
     if isinstance(status, int) and status >= 400:
         flags.append(f"http-{status}")
+    parts = urlsplit(uri)
     return CallSummary(
         method=str(method).upper(),
-        path=urlsplit(uri).path,
+        path=parts.path,
+        query=parts.query,
         status=status,
         streamed=streamed,
         flags=tuple(flags),
@@ -312,18 +465,27 @@ def summarize_response(method: str, uri: str, response: dict[str, Any]) -> CallS
     )
 
 
-def load_cassette(path: Path) -> CassetteSummary:
-    """A cassette's metadata and a summary of every recorded call; :class:`CassetteError` if unusable."""
-    data, meta = _read(path)
+def summarize_interactions(path: Path, data: dict[str, Any]) -> tuple[CallSummary, ...]:
+    """One :class:`CallSummary` per interaction of a cassette document; :class:`CassetteError` names a broken one."""
     calls = []
     for index, interaction in enumerate(data["interactions"]):
         if not isinstance(interaction, dict) or not isinstance(interaction.get("response"), dict):
-            raise CassetteError(meta.path, f"interaction {index} has no response")
+            raise CassetteError(Path(path), f"interaction {index} has no response")
         request = interaction.get("request") if isinstance(interaction.get("request"), dict) else {}
         calls.append(
             summarize_response(request.get("method", "?"), str(request.get("uri", "")), interaction["response"])
         )
-    return CassetteSummary(meta, tuple(calls))
+    return tuple(calls)
+
+
+def load_cassette(path: Path) -> CassetteSummary:
+    """Any vcrpy cassette's metadata (``None`` without any) and a summary of every recorded call.
+
+    :class:`CassetteError` if the file is not a vcrpy cassette, or its harness metadata is broken.
+    """
+    path = Path(path)
+    data = load_document(path)
+    return CassetteSummary(path, _meta_of(path, data), summarize_interactions(path, data))
 
 
 # -- secrets left behind ----------------------------------------------------------------------
@@ -624,7 +786,7 @@ def update_metadata(path: Path, change: Any) -> None:
     """Rewrite a saved cassette's ``metadata.harness`` with ``change(meta)``, redacted like the rest."""
     from vcr.serializers import yamlserializer
 
-    data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    data = load_document(Path(path))
     meta = data.setdefault("metadata", {}).setdefault("harness", {})
     change(meta)
     data["metadata"]["harness"] = _scrub_value(meta)

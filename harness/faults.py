@@ -18,24 +18,50 @@ The pytest plugin wraps this as the ``llm_faults`` fixture. respx is a test depe
 from __future__ import annotations
 
 import base64
+import hashlib
 import importlib
 import json
+import math
 import struct
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from harness.recording.wire_server import ANTHROPIC_ERROR_TYPES
+__all__ = ["ANTHROPIC_ERROR_TYPES", "Answer", "LLMFaults", "RecordedCall", "embedding_for"]
 
-__all__ = ["Answer", "LLMFaults", "RecordedCall"]
-
-# The wire format's table of error types per status is decided once, beside the stand-in server.
-_ANTHROPIC_ERROR_TYPES = ANTHROPIC_ERROR_TYPES
+#: The ``error.type`` the Anthropic API uses for each HTTP status (the test suite's stand-in server uses this table too).
+ANTHROPIC_ERROR_TYPES: Mapping[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
 
 #: What an endpoint does with one request: build the response (``api``, request JSON) or raise.
 Answer = Callable[[str, Any], Any]
+
+
+def embedding_for(text: str, dimensions: int = 64) -> list[float]:
+    """A deterministic vector for ``text``: unit length, exact in float32 (identical text, identical vector)."""
+    if dimensions < 1:
+        raise ValueError("dimensions must be at least 1")
+    values: list[float] = []
+    block = 0
+    while len(values) < dimensions:
+        digest = hashlib.sha256(f"{block}:{text}".encode()).digest()
+        for offset in range(0, len(digest), 4):
+            values.append(int.from_bytes(digest[offset : offset + 4], "little") / 2**31 - 1.0)
+        block += 1
+    values = values[:dimensions]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    unit = [v / norm for v in values]
+    return list(struct.unpack(f"<{dimensions}f", struct.pack(f"<{dimensions}f", *unit)))
 
 
 @dataclass(frozen=True)
@@ -174,7 +200,7 @@ class LLMFaults:
                     "error": {"message": text, "type": "server_error", "param": None, "code": None}
                 }
             else:
-                error_type = _ANTHROPIC_ERROR_TYPES.get(code, "api_error")
+                error_type = ANTHROPIC_ERROR_TYPES.get(code, "api_error")
                 document = {"type": "error", "error": {"type": error_type, "message": text}}
             return self._json(code, document, headers)
 
@@ -203,8 +229,7 @@ class LLMFaults:
         return answer
 
     def embeddings(self, dimensions: int = 64) -> Answer:
-        """Embeddings for every input, the same vectors the local stand-in server returns."""
-        from harness.recording.wire_server import embedding_for
+        """Embeddings for every input: :func:`embedding_for` each (the vectors the suite's stand-in server returns)."""
 
         def answer(api: str, body: Any) -> Any:
             inputs = body.get("input") if isinstance(body, dict) else None

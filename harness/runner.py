@@ -356,6 +356,9 @@ def _run_flow_and_judge(
         elif options.llm is LLMMode.FULL:
             ctx.state["provocation"] = "live answers: provoking a failure would spend another LLM call (replay a cassette)"
         judge_flow(recorder, ctx, timeout=settings.timeouts.probe)
+        from harness.logs import get_logger, log_timeline
+
+        log_timeline(get_logger("harness.runner"), timeline)
     finally:
         if reader is not None:
             reader.close()

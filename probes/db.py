@@ -719,7 +719,16 @@ def check_migrations_build_models(
         raise ProbeSkipped(f"the migrations cannot be loaded (DB011): {exc}") from None
     if new_database is None or drop_database is None:
         raise ProbeSkipped("no disposable PostgreSQL to apply the migrations to")
-    url = new_database()
+    try:
+        url = new_database()
+    except Exception as exc:  # no provider could start one here: the check cannot run, and says why
+        if type(exc).__name__ != "PostgresUnavailable":
+            raise
+        raise ProbeSkipped(
+            "no disposable PostgreSQL to apply the migrations to ("
+            + "; ".join(f"{name}: {reason}" for name, reason in getattr(exc, "reasons", {}).items())
+            + ")"
+        ) from None
     try:
         app_url = url
         if drivername:

@@ -12,7 +12,7 @@ from contextlib import ExitStack
 import pytest
 
 from harness.config import Settings
-from harness.recording.wire_server import WireScript, WireServer
+from tests.support.wire_server import WireScript, WireServer
 
 FAKE_ANTHROPIC_KEY = "sk-ant-test-3b8f0e1d7c6a5b4e"
 FAKE_OPENAI_KEY = "sk-proj-test-9a8b7c6d5e4f3a2b"

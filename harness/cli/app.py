@@ -113,6 +113,7 @@ def cli(ctx: click.Context, log_format: str, log_level: str, quiet: bool) -> Non
     harness replay                run recorded LLM answers through the flow on a disposable database
     harness record "..." --name N run the flow live and keep its LLM exchanges as a cassette
     harness cassettes list|scan   what each cassette holds; fail if a secret is left in one
+    harness cassettes adopt FILE  make a cassette recorded elsewhere (pytest-recording) replayable
     harness migrate               create or upgrade the flow's tables in DATABASE_URL
     harness probes                list every check ID with its title and fix
     harness explain DB004         print one check

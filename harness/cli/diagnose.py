@@ -98,6 +98,7 @@ def diagnose(
     from datetime import UTC, datetime
 
     from harness.config import EnvFileError, Settings, load_env_file, sqlalchemy_url
+    from harness.postgres import EmptyDatabases
     from harness.redaction import redact_url, register_secret
     from harness.reports import ReportedRun, RunContext
     from harness.runner import FlowRequest, LLMMode, RunOptions, run_flow
@@ -181,11 +182,20 @@ def diagnose(
         from dataclasses import replace
 
         options = replace(options, provoke=True, flow_env=tuple(sorted(recorded_env.items())))
-        run = run_flow(settings, request, target=target, options=options, answers=lambda: replaying(path))
+        with EmptyDatabases() as empty:
+            run = run_flow(
+                settings,
+                request,
+                target=target,
+                options=options,
+                answers=lambda: replaying(path),
+                disposable=(empty.new, empty.drop),
+            )
     else:
         if cassette is not None:
             raise UsageProblem("--cassette only goes with --llm replay")
-        run = run_flow(settings, request, target=target, options=options)
+        with EmptyDatabases() as empty:
+            run = run_flow(settings, request, target=target, options=options, disposable=(empty.new, empty.drop))
 
     from harness.logs import get_logger, log_report
 

@@ -42,7 +42,7 @@ def record_app(name: str, cluster: DisposableCluster) -> Path:
         "user_id": USER_ID,
         "session_id": SESSION_ID,
         "expect": "pass",
-        "made_with": "harness.recording.wire_server (local stand-in for the Anthropic and OpenAI APIs)",
+        "made_with": "tests.support.wire_server (local stand-in for the Anthropic and OpenAI APIs)",
         "kind": KINDS[name],
     }
     path.unlink(missing_ok=True)

@@ -3,7 +3,7 @@
 The apps are someone else's code: they are imported from their own folder (``app-path``
 in their ``pyproject.toml``), and purged from ``sys.modules`` afterwards, so a patched copy
 of an app never meets a module of the original. The LLM APIs are the local stand-in server,
-scripted with documents from :mod:`harness.recording.content`.
+scripted with documents from :mod:`tests.support.content`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.recording import content
-from harness.recording.scenarios import skeleton_of
-from harness.recording.wire_server import EmbeddingReply, MessageReply, WireScript, WireServer
 from harness.target import Target, TargetConfig, environment, find_config
+from tests.support import content
+from tests.support.scenarios import skeleton_of
+from tests.support.wire_server import EmbeddingReply, MessageReply, WireScript, WireServer
 
 __all__ = [
     "ANTHROPIC_KEY",

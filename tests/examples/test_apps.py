@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from harness.cassettes import load_meta, replaying, scan_cassette
-from harness.recording import content
 from harness.target import Target
 from tests.examples import runs
 from tests.examples.bugs import APPS_DIR, BUGS, BugError, apply_bug, apply_patch, copy_app
 from tests.examples.runs import App, Scripted, load_app, migrate, read_saved, run_flow, script_for, serving
+from tests.support import content
 
 pytestmark = pytest.mark.slow
 

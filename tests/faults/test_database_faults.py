@@ -21,13 +21,13 @@ from structlog.testing import capture_logs
 from harness.config import sqlalchemy_url
 from harness.flow.models import MasterPlanTask
 from harness.postgres import DatabaseFactory, PostgresUnavailable, start_cluster
-from harness.recording import content
-from harness.recording.scenarios import healthy_script
-from harness.recording.wire_server import WireScript
 from harness.runner import FlowRequest, RunOptions, run_flow
 from harness.target import Target, reference_config
 from probes.core import Outcome
 from tests.faults import shims
+from tests.support import content
+from tests.support.scenarios import healthy_script
+from tests.support.wire_server import WireScript
 
 KIND = "task_manager"
 TABLES = (

@@ -16,13 +16,13 @@ import pytest
 
 from harness.cassettes import load_meta
 from harness.config import sqlalchemy_url
-from harness.recording import content
-from harness.recording.scenarios import healthy_script
-from harness.recording.wire_server import EmbeddingReply, MessageReply, WireScript
 from harness.replay import replay_cassette
 from harness.runner import FlowRequest, RunOptions, run_flow
 from probes.core import Level, Outcome
 from tests.faults import shims
+from tests.support import content
+from tests.support.scenarios import healthy_script
+from tests.support.wire_server import EmbeddingReply, MessageReply, WireScript
 
 KIND = "task_manager"
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,9 +19,9 @@ from harness.contract import (
     plan_problems,
     skeleton_problems,
 )
-from harness.recording import content
-from harness.recording.scenarios import batch_texts, skeleton_of
 from probes import parse
+from tests.support import content
+from tests.support.scenarios import batch_texts, skeleton_of
 
 BOUNDED = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KIND = "task_manager"

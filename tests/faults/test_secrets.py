@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from harness.recording import content
-from harness.recording.wire_server import EmbeddingReply, ErrorReply, MessageReply, WireScript, WireServer
 from tests.integration.test_cli import harness
+from tests.support import content
+from tests.support.wire_server import EmbeddingReply, ErrorReply, MessageReply, WireScript, WireServer
 
 ANTHROPIC_KEY = "sk-ant-api03-FAULTSUITEanthropic0001zz"
 OPENAI_KEY = "sk-proj-FAULTSUITEopenai0002zzzzzz"

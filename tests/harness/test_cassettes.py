@@ -228,6 +228,107 @@ def test_response_redaction_removes_request_and_organization_ids_from_bodies() -
     )
 
 
+# -- any vcrpy cassette, recorded by the harness or not ------------------------------------------
+
+_THINKING_STREAM = (
+    'event: message_start\ndata: {"type": "message_start", "message": {"model": "claude-sonnet-4-6",'
+    ' "usage": {"input_tokens": 40}}}\n\n'
+    'event: content_block_start\ndata: {"type": "content_block_start", "index": 0,'
+    ' "content_block": {"type": "thinking", "thinking": "", "signature": ""}}\n\n'
+    'event: ping\ndata: {"type": "ping"}\n\n'
+    'event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0,'
+    ' "delta": {"type": "thinking_delta", "thinking": "contexts first"}}\n\n'
+    'event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0,'
+    ' "delta": {"type": "signature_delta", "signature": "EqQBCkYIBxgCKkD="}}\n\n'
+    'event: content_block_stop\ndata: {"type": "content_block_stop", "index": 0}\n\n'
+    'event: content_block_start\ndata:  {"type": "content_block_start", "index": 1,'
+    ' "content_block": {"type": "text", "text": ""}}   \n\n'
+    'event: content_block_delta\ndata: {"type": "content_block_delta", "index": 1,'
+    ' "delta": {"type": "text_delta", "text": "{}"}}\n\n'
+    'event: content_block_stop\ndata: {"type": "content_block_stop", "index": 1}\n\n'
+    'event: message_delta\ndata: {"type": "message_delta", "delta": {"stop_reason": "end_turn"},'
+    ' "usage": {"output_tokens": 9}}\n\n'
+    'event: message_stop\ndata: {"type": "message_stop"}\n\n'
+)
+
+
+def test_a_thinking_stream_with_pings_and_padded_data_lines_is_read_whole() -> None:
+    """Thinking and signature deltas, a ping, padded data lines and ?beta=true: blocks, stop and usage, no flag."""
+    call = summarize_response(
+        "POST", "https://api.anthropic.com/v1/messages?beta=true", _streamed(_THINKING_STREAM.encode())
+    )
+    assert (call.path, call.query, call.events, call.blocks) == ("/v1/messages", "beta=true", 11, ("thinking", "text"))
+    assert (call.model, call.stop_reason, call.input_tokens, call.output_tokens) == (
+        "claude-sonnet-4-6",
+        "end_turn",
+        40,
+        9,
+    )
+    assert call.flags == () and not call.truncated
+
+
+def test_openai_chat_streams_end_with_done_not_message_stop() -> None:
+    """A chat stream ending in [DONE] is whole (finish reason and usage read); one that stops short is cut."""
+    chunk = {"model": "gpt-4o", "choices": [{"index": 0, "delta": {"content": "{}"}, "finish_reason": None}]}
+    last = {"model": "gpt-4o", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    usage = {"model": "gpt-4o", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}}
+    body = "".join(f"data: {json.dumps(event)}\n\n" for event in (chunk, last, usage)) + "data: [DONE]\n\n"
+    whole = summarize_response("POST", "https://api.openai.com/v1/chat/completions", _streamed(body.encode()))
+    assert (whole.stop_reason, whole.input_tokens, whole.output_tokens, whole.flags) == ("stop", 5, 2, ())
+    cut = summarize_response(
+        "POST", "https://api.openai.com/v1/chat/completions", _streamed(f"data: {json.dumps(chunk)}\n\n".encode())
+    )
+    assert (cut.outcome, cut.flags) == ("no stop_reason", ("stream-cut",))
+
+
+def test_a_gzipped_body_kept_as_recorded_is_read() -> None:
+    """vcrpy without decode_compressed_response keeps a gzipped answer as bytes: it is decoded to be read."""
+    answer = {"model": "m", "content": [{"type": "thinking"}, {"type": "text"}], "stop_reason": "end_turn"}
+    response = {
+        "status": {"code": 200, "message": "OK"},
+        "headers": {"Content-Type": ["application/json"], "Content-Encoding": ["gzip"]},
+        "body": {"string": gzip.compress(json.dumps(answer).encode())},
+    }
+    call = summarize_response("POST", "https://api.anthropic.com/v1/messages", response)
+    assert (call.stop_reason, call.blocks) == ("end_turn", ("thinking", "text"))
+
+
+def test_a_cassette_without_harness_metadata_is_summarized_not_refused(tmp_path: Path) -> None:
+    """load_cassette reads any vcrpy cassette (no metadata: None, named by its file); replay still needs metadata."""
+    interaction = {
+        "request": {"method": "POST", "uri": "https://api.anthropic.com/v1/messages?beta=true", "body": "{}"},
+        "response": _streamed(_THINKING_STREAM),
+    }
+    path = _write(tmp_path, yaml.safe_dump({"version": 1, "interactions": [interaction]}), name="test_plan.yaml")
+    summary = load_cassette(path)
+    assert (summary.meta, summary.name, summary.path) == (None, "test_plan", path)
+    assert summary.calls[0].blocks == ("thinking", "text")
+    with pytest.raises(CassetteError, match="has no harness metadata.*harness cassettes adopt"):
+        load_meta(path)
+
+
+def test_the_python_tags_an_older_vcrpy_wrote_are_read(tmp_path: Path) -> None:
+    """Tags vcrpy's own safe loader accepts (``!!python/unicode``, ``!!python/tuple``) leave a cassette readable."""
+    text = """
+interactions:
+- request: {method: POST, uri: !!python/unicode 'https://api.anthropic.com/v1/messages', body: '{}', headers: {}}
+  response:
+    status: {code: 200, message: OK}
+    headers: {content-type: !!python/tuple [application/json]}
+    body: {string: !!python/unicode '{"stop_reason": "end_turn"}'}
+version: 1
+"""
+    (call,) = load_cassette(_write(tmp_path, text)).calls
+    assert (call.path, call.stop_reason) == ("/v1/messages", "end_turn")
+
+
+def test_a_tag_no_safe_loader_constructs_is_named(tmp_path: Path) -> None:
+    """A cassette holding an object tag (code a loader would run) is refused with the reason, never constructed."""
+    path = _write(tmp_path, "interactions: []\nx: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(CassetteError, match="holds a YAML tag a safe loader refuses at line 2"):
+        load_cassette(path)
+
+
 @pytest.mark.parametrize(("recorded_as", "replayed_as"), [("base64", "float"), ("float", "base64")])
 def test_embeddings_replay_in_the_encoding_the_request_asks_for(
     tmp_path: Path, recorded_as: str, replayed_as: str
@@ -236,9 +337,10 @@ def test_embeddings_replay_in_the_encoding_the_request_asks_for(
     import openai
 
     from harness.cassettes import recording, replaying
-    from harness.recording.wire_server import EmbeddingReply, WireScript, WireServer, embedding_for
+    from harness.faults import embedding_for
     from harness.sdk import embedding_vector
     from probes.llm import _cassette_mismatch
+    from tests.support.wire_server import EmbeddingReply, WireScript, WireServer
 
     cassette = tmp_path / "embeddings.yaml"
     texts = ["a shop", "a clinic"]

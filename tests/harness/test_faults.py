@@ -17,10 +17,10 @@ import pytest
 
 from harness.config import Settings, sqlalchemy_url
 from harness.faults import LLMFaults
-from harness.recording import content
-from harness.recording.scenarios import healthy_script, skeleton_of
 from harness.runner import FlowRequest, run_flow
 from tests.faults import shims
+from tests.support import content
+from tests.support.scenarios import healthy_script, skeleton_of
 
 KIND = "online_shop"
 REQUEST = FlowRequest(content.request_for(KIND), "user-1", "sid-1")

@@ -346,3 +346,19 @@ def test_diagnose_on_a_terminal_shows_the_progress_line(flow_database_url, gated
             stdout, _ = process.communicate(timeout=120)
             os.close(master)
     assert "harness diagnose" in stdout and process.returncode == 1  # the stand-in's answer is no discovery
+
+
+@pytest.mark.slow
+def test_units_of_work_of_any_app_are_told_at_debug(stand_in_apis, flow_database_url) -> None:
+    """Every commit the watchers saw is a unit_committed debug event with the app's line and rows per table."""
+    from structlog.testing import capture_logs
+
+    from harness.runner import FlowRequest, run_flow
+    from tests.support.scenarios import healthy_script
+
+    with capture_logs() as logs:
+        run = run_flow(stand_in_apis(healthy_script("task_manager"), flow_database_url), FlowRequest("x", "u", "s"))
+    committed = [event for event in logs if event["event"] == "unit_committed"]
+    assert run.report.verdict == "pass" and committed
+    assert all(event["log_level"] == "debug" and event["at"].startswith("harness/flow/") for event in committed)
+    assert any(rows.startswith("insert masterplan_tasks") for event in committed for rows in event["rows"])

@@ -8,10 +8,10 @@ from typing import Any
 import anthropic
 import pytest
 
-from harness.recording.wire_server import Delayed, MessageReply, WireScript
 from harness.runner import FlowRequest, RunOptions, run_flow
 from harness.target import Target
 from probes.core import Level, Outcome
+from tests.support.wire_server import Delayed, MessageReply, WireScript
 
 #: How long the stand-in takes to answer: longer than the default 1 s threshold.
 SLOW_S = 1.4

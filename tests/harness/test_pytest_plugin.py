@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from harness.cassettes import load_meta, scan_cassette
-from harness.recording import content
-from harness.recording.scenarios import healthy_script
-from harness.recording.wire_server import EmbeddingReply, WireScript, WireServer
+from tests.support import content
+from tests.support.scenarios import healthy_script
+from tests.support.wire_server import EmbeddingReply, WireScript, WireServer
 
 pytest_plugins = ["pytester"]
 

@@ -16,10 +16,11 @@ import openai
 
 from harness import sdk
 from harness.config import Settings
+from harness.faults import embedding_for
 from harness.flow.llm import build_clients, create_message, embed, stream_message
 from harness.observe.http import HttpWatch
 from harness.observe.timeline import LLMExchange, Timeline
-from harness.recording.wire_server import EmbeddingReply, MessageReply, WireScript, WireServer, embedding_for
+from tests.support.wire_server import EmbeddingReply, MessageReply, WireScript, WireServer
 
 FAKE_ANTHROPIC_KEY = "sk-ant-test-3b8f0e1d7c6a5b4e"
 FAKE_OPENAI_KEY = "sk-proj-test-9a8b7c6d5e4f3a2b"

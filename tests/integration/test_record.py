@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.recording import content
-from harness.recording.wire_server import ErrorReply, MessageReply, WireScript, WireServer
+from tests.support import content
+from tests.support.wire_server import ErrorReply, MessageReply, WireScript, WireServer
 
 from .test_cli import harness
 
@@ -184,26 +184,37 @@ def test_list_flags_cassettes_nothing_uses(tmp_path: Path) -> None:
     assert "1 unused" in result.stdout
 
 
-@pytest.mark.parametrize("command", ["list", "scan"])
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
         ("a: [\n", "not valid YAML"),
         ("- just\n- a list\n", "not a vcrpy cassette"),
-        ("version: 1\ninteractions: []\n", "has no harness metadata"),
     ],
 )
-def test_broken_cassettes_are_one_line_exit_2(tmp_path: Path, command: str, text: str, reason: str) -> None:
-    """list and scan name the broken file and the reason in one line, exit 2, no traceback."""
+def test_broken_cassettes_are_one_line_exit_2(tmp_path: Path, text: str, reason: str) -> None:
+    """list names a file that is no vcrpy cassette and the reason in one line, exit 2, no traceback."""
     path = tmp_path / "broken.yaml"
     path.write_text(text)
-    result = harness("cassettes", command, str(path))
+    result = harness("cassettes", "list", str(path))
     assert result.returncode == 2
     assert str(path) in result.stderr and reason in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("command", [["record"], ["cassettes"], ["cassettes", "list"], ["cassettes", "scan"]])
+@pytest.mark.parametrize("command", ["list", "scan"])
+def test_a_cassette_without_harness_metadata_is_listed_and_scanned_not_refused(tmp_path: Path, command: str) -> None:
+    """A vcrpy cassette recorded outside the harness is no error for list or scan: exit 0 (list says adopt it)."""
+    path = tmp_path / "foreign.yaml"
+    path.write_text("version: 1\ninteractions: []\n")
+    result = harness("cassettes", command, str(path))
+    assert result.returncode == 0, result.stderr
+    if command == "list":
+        assert result.stdout.startswith("foreign  no harness metadata — adopt it  0 call(s)")
+
+
+@pytest.mark.parametrize(
+    "command", [["record"], ["cassettes"], ["cassettes", "list"], ["cassettes", "scan"], ["cassettes", "adopt"]]
+)
 def test_new_commands_have_help_with_an_example(command: list[str]) -> None:
     """Each new command's --help teaches with an example."""
     result = harness(*command, "--help")

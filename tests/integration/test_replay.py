@@ -12,8 +12,8 @@ import yaml
 
 from harness.cassettes import discover_cassettes, load_meta
 from harness.config import Models
-from harness.recording.scenarios import RECORDING_ANTHROPIC_KEY, RECORDING_OPENAI_KEY, SCENARIOS
 from harness.redaction import find_secrets
+from tests.support.scenarios import RECORDING_ANTHROPIC_KEY, RECORDING_OPENAI_KEY, SCENARIOS
 
 from .test_cli import ROOT, harness
 

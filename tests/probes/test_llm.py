@@ -1,7 +1,7 @@
 """Stage llm: every exchange the real SDKs had with the stand-in API, as the watcher recorded it, gets its own check.
 
 Each call is made with the real ``anthropic`` / ``openai`` SDK over HTTP to the local wire
-server (:mod:`harness.recording.wire_server`), which speaks the APIs' wire formats, while
+server (:mod:`tests.support.wire_server`), which speaks the APIs' wire formats, while
 :class:`harness.observe.http.HttpWatch` records the exchange — the same object the probes
 judge after a flow ran. Nothing is mocked in-process.
 """
@@ -23,7 +23,10 @@ from harness.config import DEFAULT_MODELS
 from harness.observe.code import AppCode, exception_info
 from harness.observe.http import HttpWatch
 from harness.observe.timeline import LLMExchange, PointCalled, Timeline
-from harness.recording.wire_server import (
+from probes import CLASSIFIERS, llm
+from probes.context import ExchangeView, FlowContext, FlowFailure
+from probes.core import Outcome, Recorder, Stage
+from tests.support.wire_server import (
     Delayed,
     EmbeddingReply,
     ErrorReply,
@@ -33,9 +36,6 @@ from harness.recording.wire_server import (
     WireScript,
     WireServer,
 )
-from probes import CLASSIFIERS, llm
-from probes.context import ExchangeView, FlowContext, FlowFailure
-from probes.core import Outcome, Recorder, Stage
 
 FAKE_ANTHROPIC_KEY = "sk-ant-test-0123456789abcdef"
 FAKE_OPENAI_KEY = "sk-proj-test-0123456789abcdef"

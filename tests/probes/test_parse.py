@@ -12,12 +12,12 @@ from harness.contract import ContractError, parse_masterplan, parse_task_batch, 
 from harness.flow.masterplan import PlanRejected
 from harness.observe.code import AppCode, exception_info
 from harness.observe.timeline import LLMExchange, Timeline
-from harness.recording import content
-from harness.recording.scenarios import batch_texts, skeleton_of
 from probes import CLASSIFIERS, parse
 from probes.context import Answer, ExchangeView, FlowContext, FlowFailure, PlanView
 from probes.core import Finding, Outcome, Recorder, Stage
 from probes.registry import REGISTRY
+from tests.support import content
+from tests.support.scenarios import batch_texts, skeleton_of
 
 KIND = "online_shop"
 PLAN = content.masterplan_for(KIND)

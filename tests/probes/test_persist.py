@@ -30,13 +30,13 @@ from harness.cassettes import load_meta, replaying
 from harness.config import Settings, plain_url, sqlalchemy_url
 from harness.flow.database import session_scope
 from harness.flow.models import DiscoveryDocument, MasterPlanStatus
-from harness.recording import content
 from harness.replay import REPLAY_ANTHROPIC_KEY, REPLAY_OPENAI_KEY, flow_env
 from harness.runner import FlowRequest, FlowRun, LLMMode, RunOptions, run_flow
 from harness.target import Target, reference_config
 from probes import persist
 from probes.core import Outcome
 from probes.documents import RowRef, Saved, match_discovery, match_plan, same
+from tests.support import content
 
 KIND = "task_manager"
 ROOT = Path(harness.__file__).resolve().parents[1]

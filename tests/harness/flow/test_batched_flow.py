@@ -21,14 +21,14 @@ from harness.config import sqlalchemy_url
 from harness.flow.database import make_engine, make_session_factory
 from harness.flow.llm import build_clients
 from harness.flow.masterplan import MasterPlanGenerator
-from harness.recording import content
-from harness.recording.scenarios import batch_texts, skeleton_of
-from harness.recording.wire_server import EmbeddingReply, ErrorReply, MessageReply, WireScript
 from harness.reports.build import ReportedRun, build_run_result
 from harness.runner import FlowRequest, run_flow
 from harness.sdk import error_class
 from probes.core import Outcome
 from tests.faults import shims
+from tests.support import content
+from tests.support.scenarios import batch_texts, skeleton_of
+from tests.support.wire_server import EmbeddingReply, ErrorReply, MessageReply, WireScript
 
 KIND = "task_manager"
 #: Waits small enough that no test is slowed by backoff (what the shim gives the flow).

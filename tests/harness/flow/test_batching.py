@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from harness.contract import PlanSkeleton, ProblemKind, Task, assemble_plan, batch_problems, plan_problems
 from harness.flow.batching import plan_batches
-from harness.recording import content
-from harness.recording.scenarios import skeleton_of
+from tests.support import content
+from tests.support.scenarios import skeleton_of
 
 
 def _skeleton(counts: list[list[int]]) -> PlanSkeleton:

@@ -19,12 +19,12 @@ from harness.flow.database import make_engine, make_session_factory
 from harness.flow.events import CollectingSink, EventType, ProgressEvent
 from harness.flow.llm import build_clients
 from harness.observe.timeline import UnitCommitted
-from harness.recording import content
-from harness.recording.scenarios import batch_texts, skeleton_of
-from harness.recording.wire_server import EmbeddingReply, MessageReply, WireScript
 from harness.runner import FlowRequest, RunOptions, run_flow
 from probes.core import Outcome
 from tests.faults import shims
+from tests.support import content
+from tests.support.scenarios import batch_texts, skeleton_of
+from tests.support.wire_server import EmbeddingReply, MessageReply, WireScript
 
 KIND = "task_manager"
 

@@ -12,8 +12,8 @@ from sqlalchemy.exc import DBAPIError
 from harness.config import Retries, sqlalchemy_url
 from harness.flow.llm import build_clients, create_message
 from harness.flow.retry import Attempt, backoff_delay, is_transient_db_error, retry_async
-from harness.recording.wire_server import ErrorReply, MessageReply, WireScript
 from harness.sdk import error_class
+from tests.support.wire_server import ErrorReply, MessageReply, WireScript
 
 POLICY = Retries(attempts=3, base_delay=2.0, max_delay=5.0, jitter=0.5, max_retry_after=10.0)
 

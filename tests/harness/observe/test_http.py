@@ -22,7 +22,7 @@ from harness.faults import LLMFaults
 from harness.observe.code import AppCode
 from harness.observe.http import HttpWatch, llm_endpoint
 from harness.observe.timeline import LLMExchange, Timeline
-from harness.recording.wire_server import (
+from tests.support.wire_server import (
     EmbeddingReply,
     ErrorReply,
     MessageReply,

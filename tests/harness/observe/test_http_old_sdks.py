@@ -18,7 +18,7 @@ if int(anthropic.__version__.split(".")[0]) >= 1:
 
 from harness.observe.http import HttpWatch
 from harness.observe.timeline import LLMExchange, Timeline
-from harness.recording.wire_server import (
+from tests.support.wire_server import (
     EmbeddingReply,
     ErrorReply,
     MessageReply,

@@ -13,7 +13,7 @@ from harness.observe.code import AppCode
 from harness.observe.http import HttpWatch
 from harness.observe.loop import LoopWatch
 from harness.observe.timeline import LLMExchange, LoopStalled, Timeline
-from harness.recording.wire_server import Delayed, MessageReply, WireScript, WireServer
+from tests.support.wire_server import Delayed, MessageReply, WireScript, WireServer
 
 HERE = AppCode([Path(__file__).parent])
 

@@ -101,10 +101,10 @@ def test_reference_flow_every_saved_row_committed_once_by_key(stand_in_apis: Any
     """The reference flow through the target seam: every row, dependency edges included, committed once by key."""
     import json
 
-    from harness.recording import content
-    from harness.recording.scenarios import batch_texts, skeleton_of
-    from harness.recording.wire_server import EmbeddingReply, MessageReply, WireScript
     from harness.target import reference_config
+    from tests.support import content
+    from tests.support.scenarios import batch_texts, skeleton_of
+    from tests.support.wire_server import EmbeddingReply, MessageReply, WireScript
 
     plan = content.masterplan_for("task_manager")
     script = WireScript(

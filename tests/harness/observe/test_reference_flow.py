@@ -12,11 +12,11 @@ import pytest
 from harness.observe.http import HttpWatch
 from harness.observe.loop import LoopWatch
 from harness.observe.timeline import LLMExchange, LoopStalled, Timeline
-from harness.recording import content
-from harness.recording.scenarios import batch_texts, skeleton_of
-from harness.recording.wire_server import EmbeddingReply, MessageReply, WireScript
 from harness.sdk import transport_of
 from harness.target import Target, environment, reference_config
+from tests.support import content
+from tests.support.scenarios import batch_texts, skeleton_of
+from tests.support.wire_server import EmbeddingReply, MessageReply, WireScript
 
 # The flow imports the SDKs inside its async code (harness/flow/llm.py, build_clients); the first
 # `import openai` in a process holds the loop for 2-4 s on these machines, which this watcher

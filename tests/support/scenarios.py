@@ -1,12 +1,12 @@
 """The scenarios our own cassettes are recorded from, and the command that records them.
 
 Each scenario scripts what a local stand-in for the Anthropic and OpenAI APIs answers
-(see :mod:`harness.recording.wire_server`); the real SDKs talk to it over HTTP while
+(see :mod:`tests.support.wire_server`); the real SDKs talk to it over HTTP while
 vcrpy records, exactly as ``harness record`` does against the real APIs. Every scenario
 states the verdict it is meant to produce; recording fails if the run disagrees, so a
 cassette never carries an expectation nobody intended.
 
-Run ``python -m harness.recording.scenarios [--force] [NAME ...]`` to (re)make them.
+Run ``python -m tests.support.scenarios [--force] [NAME ...]`` to (re)make them.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from harness.config import DEFAULT_MODELS, Models
 from harness.config import RETRIES as DEFAULT_RETRIES
 from harness.contract import PlanSkeleton
 from harness.flow.batching import plan_batches
-from harness.recording import content
-from harness.recording.wire_server import (
+from tests.support import content
+from tests.support.wire_server import (
     EmbeddingReply,
     ErrorReply,
     MessageReply,
@@ -373,12 +373,12 @@ def make_cassettes(out_dir: Path, names: list[str] | None = None, *, force: bool
                         openai_base_url=openai_api.base_url + "/v1",
                     )
                     recorded = record_cassette(
-                        out_dir / f"{scenario.name}.yaml",
+                        _recording_path(out_dir / f"{scenario.name}.yaml"),
                         name=scenario.name,
                         description=scenario.description,
                         request=FlowRequest(content.request_for(scenario.kind), scenario.user_id, scenario.session_id),
                         settings=settings,
-                        made_with="harness.recording.wire_server (local stand-in for the Anthropic and OpenAI APIs)",
+                        made_with="tests.support.wire_server (local stand-in for the Anthropic and OpenAI APIs)",
                         force=force,
                         target=reference,
                         flow_env=_model_env(scenario.models),
@@ -400,6 +400,16 @@ def make_cassettes(out_dir: Path, names: list[str] | None = None, *, force: bool
             written.append(recorded.path)
             print(f"recorded {recorded.path} -> {verdict}")
     return written
+
+
+def _recording_path(path: Path) -> Path:
+    """Where to write ``path``: through a link to the file it names, so a linked cassette stays one file.
+
+    ``cassettes/healthy-task-manager.yaml`` links to the cassette the package ships for
+    ``harness diagnose --llm replay`` (``harness/data/diagnose-canary.yaml``); re-recording it
+    rewrites that file instead of replacing the link with a copy.
+    """
+    return path.resolve() if path.is_symlink() else path
 
 
 def _model_env(models: Models) -> dict[str, str]:

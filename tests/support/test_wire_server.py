@@ -13,7 +13,8 @@ import httpx2
 import openai
 import pytest
 
-from harness.recording.wire_server import (
+from harness.faults import embedding_for
+from tests.support.wire_server import (
     Delayed,
     EmbeddingReply,
     ErrorReply,
@@ -22,7 +23,6 @@ from harness.recording.wire_server import (
     StreamErrorReply,
     WireScript,
     WireServer,
-    embedding_for,
 )
 
 # Not a real model name: real ones may trigger the SDK's DeprecationWarning.
@@ -131,6 +131,56 @@ def test_stream_event_sequence_matches_the_wire_format(server: WireServer) -> No
     assert "".join(data["delta"]["text"] for name, data in events if name == "content_block_delta") == "abcdefghij"
     assert events[7][1]["delta"] == {"stop_reason": "end_turn", "stop_sequence": None}
     assert events[7][1]["usage"]["output_tokens"] == 2
+
+
+def test_thinking_stream_has_a_signed_thinking_block_before_the_text(server: WireServer) -> None:
+    """With thinking, the stream sends a thinking block (thinking and signature deltas) at index 0 and the text at 1."""
+    server.load(WireScript(anthropic=[MessageReply("abcdef", thinking="first this, then that", chunk_chars=8)]))
+    _response, events = raw_events(server)
+    names = [name for name, _ in events]
+    assert names == [
+        "message_start", "content_block_start", "ping",
+        "content_block_delta", "content_block_delta", "content_block_delta", "content_block_delta",
+        "content_block_stop", "content_block_start", "content_block_delta",
+        "content_block_stop", "message_delta", "message_stop",
+    ]  # fmt: skip
+    deltas = [data for name, data in events if name == "content_block_delta"]
+    assert "".join(d["delta"]["thinking"] for d in deltas if d["delta"]["type"] == "thinking_delta") == (
+        "first this, then that"
+    )
+    (signature,) = [d for d in deltas if d["delta"]["type"] == "signature_delta"]
+    assert signature["index"] == 0 and signature["delta"]["signature"]
+    assert events[8][1] == {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}}
+    assert [d["index"] for d in deltas if d["delta"]["type"] == "text_delta"] == [1]
+    assert events[10][1]["index"] == 1
+
+
+def test_beta_thinking_replies_parse_in_the_sdk_streamed_or_not(server: WireServer, claude: anthropic.Anthropic) -> None:
+    """The SDK's beta client (``?beta=true``) assembles a thinking block with its signature, then the text."""
+    replies = [MessageReply("answer", thinking="pondering", padded=True), MessageReply("again", thinking="more")]
+    server.load(WireScript(anthropic=replies))
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    with claude.beta.messages.stream(model=MODEL, max_tokens=2048, thinking=thinking, messages=MESSAGES) as stream:
+        streamed = stream.get_final_message()
+    plain = claude.beta.messages.create(model=MODEL, max_tokens=2048, thinking=thinking, messages=MESSAGES)
+    for message, text, thought in ((streamed, "answer", "pondering"), (plain, "again", "more")):
+        assert [block.type for block in message.content] == ["thinking", "text"]
+        assert (message.content[0].thinking, message.content[1].text) == (thought, text)
+        assert message.content[0].signature == MessageReply("", thinking=thought).signature
+
+
+def test_padded_events_space_their_json_as_the_api_writes_its_ping(server: WireServer) -> None:
+    """``padded`` writes every event's data with spaces after the separators."""
+    server.load(WireScript(anthropic=[MessageReply("abc", padded=True)]))
+    response = httpx2.post(
+        server.base_url + "/v1/messages",
+        json={"model": MODEL, "max_tokens": 10, "messages": MESSAGES, "stream": True},
+        timeout=5,
+    )
+    data_lines = [line for line in response.text.splitlines() if line.startswith("data:")]
+    assert 'data: {"type": "ping"}' in data_lines
+    assert all('", "' in line or line == 'data: {"type": "ping"}' or '": ' in line for line in data_lines)
+    assert not any('":"' in line for line in data_lines)
 
 
 def test_cut_stream_ends_without_error_and_no_stop_reason(server: WireServer, claude: anthropic.Anthropic) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from harness.recording.content import (
+from tests.support.content import (
     PROJECTS,
     discovery_for,
     iter_tasks,

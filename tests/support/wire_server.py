@@ -25,7 +25,6 @@ import base64
 import gzip
 import hashlib
 import json
-import math
 import socket
 import struct
 import threading
@@ -38,8 +37,10 @@ from typing import Any, NamedTuple, Self, TypeAlias
 
 from harness.config import TIMEOUTS
 
+# The API's error type per status and the embedding vectors are decided once, in the package (harness.faults).
+from harness.faults import ANTHROPIC_ERROR_TYPES, embedding_for
+
 __all__ = [
-    "ANTHROPIC_ERROR_TYPES",
     "ANTHROPIC_MESSAGES_PATH",
     "DEFAULT_MESSAGE_MODEL",
     "OPENAI_EMBEDDINGS_PATH",
@@ -53,7 +54,6 @@ __all__ = [
     "StreamErrorReply",
     "WireScript",
     "WireServer",
-    "embedding_for",
 ]
 
 ANTHROPIC_MESSAGES_PATH = "/v1/messages"
@@ -61,18 +61,6 @@ OPENAI_EMBEDDINGS_PATH = "/v1/embeddings"
 
 #: Model reported when a Messages request names none (the real API would reject it).
 DEFAULT_MESSAGE_MODEL = "claude-sonnet-4-5"
-
-#: The ``error.type`` the Anthropic API uses for each HTTP status.
-ANTHROPIC_ERROR_TYPES: Mapping[int, str] = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    529: "overloaded_error",
-}
 
 _DEFAULT_ERROR_MESSAGES: Mapping[int, str] = {
     400: "messages: at least one message is required",
@@ -102,6 +90,11 @@ class MessageReply:
     TCP connection in the middle of the HTTP body, as a network failure would.
     Token counts default to estimates (output: ``len(text) // 4``; input: a quarter of
     the request body's length); ``model`` defaults to the model the request named.
+
+    ``thinking`` answers as a model with extended thinking does: a ``thinking`` block (streamed
+    as ``thinking_delta`` events and one ``signature_delta``) before the text block. ``padded``
+    writes each event's JSON with spaces after its separators, as the API writes its ``ping``
+    (``data: {"type": "ping"}``).
     """
 
     text: str
@@ -113,10 +106,17 @@ class MessageReply:
     chunk_chars: int = 400
     headers: Mapping[str, str] = field(default_factory=dict)
     drop_connection: bool = False
+    thinking: str = ""
+    padded: bool = False
 
     def __post_init__(self) -> None:
         if self.chunk_chars < 1:
             raise ValueError("chunk_chars must be at least 1")
+
+    @property
+    def signature(self) -> str:
+        """The signature the API sends for a thinking block (opaque base64; derived from the thinking here)."""
+        return base64.b64encode(hashlib.sha256(self.thinking.encode()).digest() * 4).decode()
 
 
 @dataclass(frozen=True)
@@ -212,23 +212,6 @@ class ReceivedRequest(NamedTuple):
 
 
 # --------------------------------------------------------------------------- embeddings
-
-
-def embedding_for(text: str, dimensions: int = 64) -> list[float]:
-    """The vector the server returns for ``text``: unit length, exact in float32."""
-    if dimensions < 1:
-        raise ValueError("dimensions must be at least 1")
-    values: list[float] = []
-    block = 0
-    while len(values) < dimensions:
-        digest = hashlib.sha256(f"{block}:{text}".encode()).digest()
-        for offset in range(0, len(digest), 4):
-            values.append(int.from_bytes(digest[offset : offset + 4], "little") / 2**31 - 1.0)
-        block += 1
-    values = values[:dimensions]
-    norm = math.sqrt(sum(v * v for v in values)) or 1.0
-    unit = [v / norm for v in values]
-    return list(struct.unpack(f"<{dimensions}f", struct.pack(f"<{dimensions}f", *unit)))
 
 
 def _embedding_inputs(raw: Any) -> list[str]:
@@ -388,6 +371,8 @@ class _WireHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server: _HTTPServer
+    #: Whether the stream being written spaces its JSON (a message reply's ``padded``; reset per request).
+    _padded = False
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -444,6 +429,7 @@ class _WireHandler(BaseHTTPRequestHandler):
     # -- dispatch --------------------------------------------------------------------
 
     def _dispatch(self) -> None:
+        self._padded = False
         raw = self._read_body()
         if raw and "gzip" in self.headers.get("content-encoding", "").lower():
             raw = gzip.decompress(raw)
@@ -617,24 +603,31 @@ class _WireHandler(BaseHTTPRequestHandler):
         input_tokens = reply.input_tokens if reply.input_tokens is not None else max(1, len(raw) // 4)
         output_tokens = reply.output_tokens if reply.output_tokens is not None else max(1, len(reply.text) // 4)
         if not self._wants_stream(body):
+            thought = [{"type": "thinking", "thinking": reply.thinking, "signature": reply.signature}]
             message = self._message(
                 model,
-                [{"type": "text", "text": reply.text}],
+                [*(thought if reply.thinking else []), {"type": "text", "text": reply.text}],
                 reply.stop_reason,
                 self._usage(input_tokens, output_tokens),
             )
             self._send_json("anthropic", 200, message, reply.headers)
             return
 
+        self._padded = reply.padded
         self._open_stream(reply.headers)
-        self._stream_preamble(model, input_tokens)
-        self._stream_text(reply.text, reply.chunk_chars)
+        index = 0
+        if reply.thinking:
+            self._stream_thinking(model, input_tokens, reply)
+            index = 1
+        else:
+            self._stream_preamble(model, input_tokens)
+        self._stream_text(reply.text, reply.chunk_chars, index)
         if reply.drop_connection:
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         if not reply.cut_stream:
-            self._event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            self._event("content_block_stop", {"type": "content_block_stop", "index": index})
             self._event(
                 "message_delta",
                 {
@@ -672,13 +665,30 @@ class _WireHandler(BaseHTTPRequestHandler):
         )
         self._event("ping", {"type": "ping"})
 
-    def _stream_text(self, text: str, chunk_chars: int) -> None:
+    def _stream_thinking(self, model: str, input_tokens: int, reply: MessageReply) -> None:
+        """message_start, the thinking block (its deltas and signature), then the text block's start."""
+        start = self._message(model, [], None, self._usage(input_tokens, 1))
+        self._event("message_start", {"type": "message_start", "message": start})
+        block = {"type": "thinking", "thinking": "", "signature": ""}
+        self._event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})
+        self._event("ping", {"type": "ping"})
+        for offset in range(0, len(reply.thinking), reply.chunk_chars):
+            delta = {"type": "thinking_delta", "thinking": reply.thinking[offset : offset + reply.chunk_chars]}
+            self._event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+        signature = {"type": "signature_delta", "signature": reply.signature}
+        self._event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": signature})
+        self._event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        text_block = {"type": "text", "text": ""}
+        self._event("content_block_start", {"type": "content_block_start", "index": 1, "content_block": text_block})
+
+    def _stream_text(self, text: str, chunk_chars: int, index: int = 0) -> None:
         for start in range(0, len(text), chunk_chars):
             delta = {"type": "text_delta", "text": text[start : start + chunk_chars]}
-            self._event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+            self._event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
 
     def _event(self, name: str, data: Mapping[str, Any]) -> None:
-        frame = f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
+        separators = (", ", ": ") if self._padded else (",", ":")
+        frame = f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False, separators=separators)}\n\n".encode()
         self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
         self.wfile.flush()
 
