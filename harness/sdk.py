@@ -14,6 +14,9 @@ brings httpx2), and each SDK sends through its own. The generations differ in:
 - ``DefaultAsyncHttpxClient``, which openai gained in 1.17 (:func:`default_async_http_client`);
 - ``anthropic.OverloadedError``, which early 0.x versions (0.30 among them) lack: a 529 is an
   ``InternalServerError`` there (:func:`error_class`);
+- the timeout of a non-streaming Messages call: early anthropic 0.x (0.30) gives ``messages.create``
+  a default of 600 s of its own that overrides the client's timeout, so a call is bounded by the
+  client's timeout only when it is passed again with the call (:func:`per_call_timeout`);
 - what the embeddings endpoint is asked for: openai ≥ 1.62 always asks for base64, earlier
   versions only when numpy is installed. Asking for it explicitly makes the wire the same under
   every generation, so one cassette replays under all of them; the SDK then hands the base64
@@ -40,6 +43,7 @@ __all__ = [
     "embedding_vector",
     "error_class",
     "httpcore_modules",
+    "per_call_timeout",
     "tls_context",
     "transport_of",
 ]
@@ -80,6 +84,11 @@ def error_class(sdk: ModuleType, name: str) -> type[BaseException] | None:
     """The SDK's exception class ``name``, or ``None`` in a generation that does not have it."""
     found = getattr(sdk, name, None)
     return found if isinstance(found, type) and issubclass(found, BaseException) else None
+
+
+def per_call_timeout(client: Any) -> Any:
+    """The timeout ``client`` was built with, to pass with each call so every SDK generation keeps to it."""
+    return client.timeout
 
 
 def httpcore_modules() -> list[ModuleType]:

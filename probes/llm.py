@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.sdk import error_class
+from harness.sdk import error_class, per_call_timeout
 from probes.core import Check, Finding, Level, Stage
 
 __all__ = [
@@ -455,7 +455,12 @@ def ping_anthropic(
     client = anthropic.Anthropic(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
     started = time.perf_counter()
     try:
-        message = client.messages.create(model=model, max_tokens=1, messages=[{"role": "user", "content": "ping"}])
+        message = client.messages.create(
+            model=model,
+            max_tokens=1,
+            messages=[{"role": "user", "content": "ping"}],
+            timeout=per_call_timeout(client),  # early anthropic 0.x would wait 600 s instead
+        )
     except Exception as exc:  # classified below: every SDK failure has its own check
         return [classify(exc, point)], {}
     finally:

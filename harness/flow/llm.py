@@ -106,11 +106,13 @@ def _answer(message: Any, *, started: float, streamed: bool, max_tokens: int, mo
 async def create_message(clients: LLMClients, *, model: str, system: str, prompt: str, max_tokens: int) -> LLMAnswer:
     """One non-streaming Messages call."""
     started = time.perf_counter()
-    message = await _require(clients.anthropic, "ANTHROPIC_API_KEY").messages.create(
+    client = _require(clients.anthropic, "ANTHROPIC_API_KEY")
+    message = await client.messages.create(
         model=model,
         max_tokens=max_tokens,
         system=system,
         messages=[{"role": "user", "content": prompt}],
+        timeout=sdk.per_call_timeout(client),  # early anthropic 0.x would wait 600 s instead
     )
     if isinstance(message, str):  # the SDK hands back the body as text when it is not JSON
         raise NonJSONResponse(message)

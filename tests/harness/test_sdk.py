@@ -10,17 +10,19 @@ import asyncio
 import base64
 import importlib
 import struct
+from dataclasses import replace
 
 import anthropic
 import openai
+import pytest
 
 from harness import sdk
-from harness.config import Settings
+from harness.config import TIMEOUTS, Settings
 from harness.faults import embedding_for
 from harness.flow.llm import build_clients, create_message, embed, stream_message
 from harness.observe.http import HttpWatch
 from harness.observe.timeline import LLMExchange, Timeline
-from tests.support.wire_server import EmbeddingReply, MessageReply, WireScript, WireServer
+from tests.support.wire_server import Delayed, EmbeddingReply, MessageReply, WireScript, WireServer
 
 FAKE_ANTHROPIC_KEY = "sk-ant-test-3b8f0e1d7c6a5b4e"
 FAKE_OPENAI_KEY = "sk-proj-test-9a8b7c6d5e4f3a2b"
@@ -70,6 +72,27 @@ def test_the_reference_flows_calls_work_on_the_installed_generation_through_its_
         "model": "text-embedding-3-small",
         "encoding_format": "base64",
     }
+
+
+def test_a_plain_call_of_the_reference_flow_keeps_to_its_timeout_in_every_generation() -> None:
+    """create_message gives up at the configured request timeout, also where the SDK's own default is 600 s."""
+    script = WireScript(anthropic=[Delayed(MessageReply("late"), seconds=5.0)])
+    with WireServer(script) as server:
+        settings = Settings(
+            anthropic_api_key=FAKE_ANTHROPIC_KEY,
+            anthropic_base_url=server.base_url,
+            timeouts=replace(TIMEOUTS, llm_request=0.5),
+        )
+
+        async def call() -> None:
+            clients = build_clients(settings)
+            try:
+                await create_message(clients, model="m", system="s", prompt="p", max_tokens=10)
+            finally:
+                await clients.anthropic.close()
+
+        with pytest.raises(anthropic.APITimeoutError):
+            asyncio.run(call())
 
 
 def test_an_embedding_is_read_from_floats_or_from_base64_float32() -> None:

@@ -59,7 +59,8 @@ def _call(client: Any, *, stream: bool, max_tokens: int = 100, messages: list[di
     if stream:
         with client.messages.stream(model=MODEL, max_tokens=max_tokens, messages=messages) as answer:
             return answer.get_final_message()
-    return client.messages.create(model=MODEL, max_tokens=max_tokens, messages=messages)
+    # The client's timeout passed again: early anthropic 0.x gives create() a 600 s default of its own.
+    return client.messages.create(model=MODEL, max_tokens=max_tokens, messages=messages, timeout=client.timeout)
 
 
 def _watched(make_call: Any) -> Call:
