@@ -17,6 +17,8 @@ brings httpx2), and each SDK sends through its own. The generations differ in:
 - the timeout of a non-streaming Messages call: early anthropic 0.x (0.30) gives ``messages.create``
   a default of 600 s of its own that overrides the client's timeout, so a call is bounded by the
   client's timeout only when it is passed again with the call (:func:`per_call_timeout`);
+- where the SDK keeps its list of deprecated models: ``anthropic._data`` from 1.x, the messages
+  resource in later 0.x versions, nowhere in early ones such as 0.30 (:func:`deprecated_models`);
 - what the embeddings endpoint is asked for: openai ≥ 1.62 always asks for base64, earlier
   versions only when numpy is installed. Asking for it explicitly makes the wire the same under
   every generation, so one cassette replays under all of them; the SDK then hands the base64
@@ -33,6 +35,7 @@ import functools
 import importlib
 import importlib.util
 import struct
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
@@ -40,6 +43,7 @@ __all__ = [
     "EMBEDDING_ENCODING",
     "HTTP_LIBRARIES",
     "default_async_http_client",
+    "deprecated_models",
     "embedding_vector",
     "error_class",
     "httpcore_modules",
@@ -52,6 +56,8 @@ __all__ = [
 HTTP_LIBRARIES = ("httpx2", "httpx")
 #: The transport beneath each HTTP client library.
 _HTTPCORE_OF = {"httpx2": "httpcore2", "httpx": "httpcore"}
+#: Where anthropic generations keep ``DEPRECATED_MODELS`` (model → end-of-life date), newest first.
+_DEPRECATED_MODELS_IN = ("anthropic._data", "anthropic.resources.messages.messages", "anthropic.resources.messages")
 #: What the reference flow asks the embeddings endpoint for: the one encoding every openai version sends alike.
 EMBEDDING_ENCODING = "base64"
 
@@ -89,6 +95,18 @@ def error_class(sdk: ModuleType, name: str) -> type[BaseException] | None:
 def per_call_timeout(client: Any) -> Any:
     """The timeout ``client`` was built with, to pass with each call so every SDK generation keeps to it."""
     return client.timeout
+
+
+def deprecated_models() -> Mapping[str, str] | None:
+    """The installed anthropic SDK's own table of deprecated models and their end of life; ``None`` where it has none."""
+    for name in _DEPRECATED_MODELS_IN:
+        try:
+            table = getattr(importlib.import_module(name), "DEPRECATED_MODELS", None)
+        except ImportError:  # private modules: a generation that lacks one simply has no table there
+            continue
+        if isinstance(table, Mapping):
+            return table
+    return None
 
 
 def httpcore_modules() -> list[ModuleType]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.sdk import error_class, per_call_timeout
-from probes.core import Check, Finding, Level, Stage
+from harness.sdk import deprecated_models, error_class, per_call_timeout
+from probes.core import Check, Finding, Level, NotApplicable, Stage
 
 __all__ = [
     "CHECKS",
@@ -431,12 +431,13 @@ _HTTP_MODULES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2"})
 
 
 def check_model_current(model: str) -> list[Finding]:
-    """The model is not on the SDK's own list of deprecated models."""
-    try:
-        from anthropic._data import DEPRECATED_MODELS  # the SDK's table; private, so optional
-    except ImportError:
-        return []
-    end_of_life = DEPRECATED_MODELS.get(model)
+    """The model is not on the SDK's own list of deprecated models (``NotApplicable`` if the SDK keeps none)."""
+    deprecated = deprecated_models()
+    if deprecated is None:
+        import anthropic
+
+        raise NotApplicable(f"the installed anthropic SDK ({anthropic.__version__}) keeps no list of deprecated models")
+    end_of_life = deprecated.get(model)
     if end_of_life:
         return [
             LLM016.finding(f"{model} is deprecated: end of life {end_of_life}.", model=model, end_of_life=end_of_life)
