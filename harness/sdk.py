@@ -92,9 +92,11 @@ def error_class(sdk: ModuleType, name: str) -> type[BaseException] | None:
     return found if isinstance(found, type) and issubclass(found, BaseException) else None
 
 
-def per_call_timeout(client: Any) -> Any:
-    """The timeout ``client`` was built with, to pass with each call so every SDK generation keeps to it."""
-    return client.timeout
+def per_call_timeout(client: Any) -> dict[str, Any]:
+    """``{"timeout": ...}`` with the timeout ``client`` was built with, to pass with each call so every SDK
+    generation keeps to it; empty for a client that has none of its own (an application's wrapper class)."""
+    timeout = getattr(client, "timeout", None)
+    return {"timeout": timeout} if timeout is not None else {}
 
 
 def deprecated_models() -> Mapping[str, str] | None:

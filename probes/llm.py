@@ -460,7 +460,7 @@ def ping_anthropic(
             model=model,
             max_tokens=1,
             messages=[{"role": "user", "content": "ping"}],
-            timeout=per_call_timeout(client),  # early anthropic 0.x would wait 600 s instead
+            **per_call_timeout(client),  # early anthropic 0.x would wait 600 s instead
         )
     except Exception as exc:  # classified below: every SDK failure has its own check
         return [classify(exc, point)], {}

@@ -112,7 +112,7 @@ async def create_message(clients: LLMClients, *, model: str, system: str, prompt
         max_tokens=max_tokens,
         system=system,
         messages=[{"role": "user", "content": prompt}],
-        timeout=sdk.per_call_timeout(client),  # early anthropic 0.x would wait 600 s instead
+        **sdk.per_call_timeout(client),  # early anthropic 0.x would wait 600 s instead
     )
     if isinstance(message, str):  # the SDK hands back the body as text when it is not JSON
         raise NonJSONResponse(message)

@@ -95,6 +95,14 @@ def test_a_plain_call_of_the_reference_flow_keeps_to_its_timeout_in_every_genera
             asyncio.run(call())
 
 
+def test_only_a_client_with_a_timeout_of_its_own_has_it_passed_again() -> None:
+    """The SDK client's timeout is passed with the call; an app's wrapper class without one passes nothing."""
+    client = anthropic.Anthropic(api_key=FAKE_ANTHROPIC_KEY, timeout=7.0)
+    assert sdk.per_call_timeout(client) == {"timeout": 7.0}
+    assert sdk.per_call_timeout(object()) == {}
+    client.close()
+
+
 def test_an_embedding_is_read_from_floats_or_from_base64_float32() -> None:
     """A list of floats passes as floats; base64 text is unpacked as little-endian float32, in order."""
     values = [0.5, -1.25, 3.0]
