@@ -14,8 +14,10 @@ and ``scan`` do not, and :mod:`harness.adopt` adds it.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
+import struct
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -636,13 +638,67 @@ def _describe_leaf(path: str, new: Any, recorded: Any) -> str:
     return f"{path} ({json.dumps(new)[:60]} here, {json.dumps(recorded)[:60]} recorded)"
 
 
+def _without_encoding(request: Any, body: Any) -> Any:
+    """An embeddings request body without ``encoding_format``: how vectors travel, not which (see below)."""
+    if isinstance(body, dict) and _is_embeddings(request):
+        return {key: value for key, value in body.items() if key != "encoding_format"}
+    return body
+
+
 def json_body(r1: Any, r2: Any) -> None:
-    """vcrpy matcher: bodies equal as JSON; the failure names each differing field."""
-    new, recorded = _json_or_none(r1.body), _json_or_none(r2.body)
+    """vcrpy matcher: bodies equal as JSON; the failure names each differing field.
+
+    An embeddings request matches its recording whatever encoding it asks for: openai < 1.62
+    asks for floats (unless numpy is installed), later versions for base64. The recorded vectors
+    are then served in the encoding asked for (:func:`_reencoded_embeddings`).
+    """
+    new, recorded = _without_encoding(r1, _json_or_none(r1.body)), _without_encoding(r2, _json_or_none(r2.body))
     diffs = json_body_differences(new, recorded)
     if diffs:
         shown = "; ".join(diffs[:8]) + (f"; +{len(diffs) - 8} more" if len(diffs) > 8 else "")
         raise AssertionError(f"JSON bodies differ at: {shown}")
+
+
+def _is_embeddings(request: Any) -> bool:
+    return str(getattr(request, "path", "")).rstrip("/").endswith("/embeddings")
+
+
+def _reencoded_embeddings(request: Any, response: dict[str, Any]) -> dict[str, Any]:
+    """``response`` with its vectors in the encoding ``request`` asks for (floats, or base64 of float32).
+
+    The API answers a float request with the same vectors it sends as base64 for another, so a
+    cassette recorded by one openai generation answers the other's request as the API would.
+    Anything that is not an embeddings answer to re-encode is returned as it is.
+    """
+    if not _is_embeddings(request):
+        return response
+    asked = _json_or_none(request.body)
+    wanted = asked.get("encoding_format") if isinstance(asked, dict) else None
+    body = response.get("body", {}).get("string")
+    document = _json_or_none(body)
+    if not isinstance(document, dict) or not isinstance(document.get("data"), list):
+        return response
+    changed = False
+    for item in document["data"]:
+        vector = item.get("embedding") if isinstance(item, dict) else None
+        if wanted == "base64" and isinstance(vector, list):
+            item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            changed = True
+        elif wanted != "base64" and isinstance(vector, str):
+            raw = base64.b64decode(vector)
+            item["embedding"] = list(struct.unpack(f"<{len(raw) // 4}f", raw))
+            changed = True
+    if not changed:
+        return response
+    text = json.dumps(document)
+    headers = {
+        name: ([str(len(text.encode()))] if isinstance(values, list) else str(len(text.encode())))
+        if name.lower() == "content-length"
+        else values
+        for name, values in response.get("headers", {}).items()
+    }
+    string = text.encode() if isinstance(body, (bytes, bytearray)) else text
+    return {**response, "headers": headers, "body": {**response["body"], "string": string}}
 
 
 # -- redaction before saving ------------------------------------------------------------------
@@ -733,6 +789,9 @@ def replaying(path: Path) -> Iterator[Any]:
     """
     recorder = _vcr(record_mode="none", before_record_request=lambda request: _redact_request(request, {}))
     with recorder.use_cassette(str(path), allow_playback_repeats=False) as cassette:
+        play_response = cassette.play_response
+        # The one answer vcrpy's matching cannot serve as recorded: vectors in another encoding.
+        cassette.play_response = lambda request: _reencoded_embeddings(request, play_response(request))
         yield cassette
 
 

@@ -1,9 +1,11 @@
 """Fault injection on the SDKs' real HTTP layer, for faults easier to inject than to record.
 
-The ``anthropic`` and ``openai`` SDKs send through httpx2 → httpcore2. :class:`LLMFaults`
-patches httpcore2's connection pools with respx (``respx.mock(using="httpcore2")``), so
-the real SDK builds the request, parses the answer, raises its own exception classes and
-streams SSE — only the socket is replaced. Each endpoint answers from a queue, in order::
+The ``anthropic`` and ``openai`` SDKs send through httpx2 → httpcore2 (anthropic ≥ 1, openai ≥ 3)
+or httpx → httpcore (the generations before; see :mod:`harness.sdk`). :class:`LLMFaults`
+patches the connection pools of every installed httpcore generation with respx
+(``respx.mock(using="httpcore2")`` and ``using="httpcore"``), so the real SDK builds the
+request, parses the answer, raises its own exception classes and streams SSE — only the
+socket is replaced. Both generations answer from the same queues, in order::
 
     with LLMFaults.mocking() as faults:
         faults.on_messages(faults.status(529))
@@ -17,12 +19,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
 import json
 import math
 import struct
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +74,14 @@ class RecordedCall:
     body: Any
 
 
+class _TransportFault(Exception):
+    """Raised by an answer for a failure below HTTP; the responder re-raises it as its httpcore generation's class."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 def _register_httpcore2_mocker() -> None:
     """respx knows httpcore (1.x); teach it httpcore2's identical pool classes, once per process."""
     from respx.mocks import HTTPCoreMocker, Mocker
@@ -88,27 +99,41 @@ class LLMFaults:
 
     def __init__(
         self,
-        router: Any,
+        routers: dict[str, Any],
         *,
         anthropic_base_url: str = "https://api.anthropic.com",
         openai_base_url: str = "https://api.openai.com/v1",
     ) -> None:
+        """``routers`` maps each httpcore generation's module name to the respx router patching it."""
         self._queues: dict[str, deque[Answer]] = {"anthropic": deque(), "openai": deque()}
         #: Every request the SDKs sent, in order.
         self.calls: list[RecordedCall] = []
         self._counter = 0
-        router.post(anthropic_base_url.rstrip("/") + "/v1/messages").mock(side_effect=self._responder("anthropic"))
-        router.post(openai_base_url.rstrip("/") + "/embeddings").mock(side_effect=self._responder("openai"))
+        for httpcore, router in routers.items():
+            router.post(anthropic_base_url.rstrip("/") + "/v1/messages").mock(
+                side_effect=self._responder("anthropic", httpcore)
+            )
+            router.post(openai_base_url.rstrip("/") + "/embeddings").mock(
+                side_effect=self._responder("openai", httpcore)
+            )
 
     @classmethod
     @contextmanager
     def mocking(cls, **base_urls: str) -> Iterator[LLMFaults]:
-        """Patch the SDKs' HTTP layer for the block; any other HTTP request through httpx2 fails loudly."""
+        """Patch the SDKs' HTTP layer for the block; any other HTTP request through httpx or httpx2 fails loudly."""
         import respx
 
-        _register_httpcore2_mocker()
-        with respx.mock(using="httpcore2", assert_all_called=False) as router:
-            yield cls(router, **base_urls)
+        from harness.sdk import httpcore_modules
+
+        with ExitStack() as stack:
+            routers = {}
+            for httpcore in httpcore_modules():
+                if httpcore.__name__ == "httpcore2":
+                    _register_httpcore2_mocker()
+                routers[httpcore.__name__] = stack.enter_context(
+                    respx.mock(using=httpcore.__name__, assert_all_called=False)
+                )
+            yield cls(routers, **base_urls)
 
     # -- scripting ---------------------------------------------------------------------------
 
@@ -188,22 +213,18 @@ class LLMFaults:
         return lambda api, request_body: httpx.Response(status, content=body, headers={"content-type": content_type})
 
     def timeout(self) -> Answer:
-        """The answer never comes in time (httpcore2 ``ReadTimeout``; the SDK raises its timeout error)."""
+        """The answer never comes in time (httpcore's ``ReadTimeout``; the SDK raises its timeout error)."""
 
         def answer(api: str, body: Any) -> Any:
-            import httpcore2
-
-            raise httpcore2.ReadTimeout("injected read timeout")
+            raise _TransportFault("ReadTimeout", "injected read timeout")
 
         return answer
 
     def connection_refused(self) -> Answer:
-        """Nothing listens (httpcore2 ``ConnectError``; the SDK raises its connection error)."""
+        """Nothing listens (httpcore's ``ConnectError``; the SDK raises its connection error)."""
 
         def answer(api: str, body: Any) -> Any:
-            import httpcore2
-
-            raise httpcore2.ConnectError("injected: connection refused")
+            raise _TransportFault("ConnectError", "injected: connection refused")
 
         return answer
 
@@ -233,8 +254,14 @@ class LLMFaults:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _responder(self, api: str) -> Callable[[Any], Any]:
+    def _responder(self, api: str, httpcore: str) -> Callable[[Any], Any]:
         def respond(request: Any) -> Any:
+            try:
+                return answer(request)
+            except _TransportFault as fault:  # as the SDK's own transport would raise it
+                raise getattr(importlib.import_module(httpcore), fault.kind)(str(fault)) from None
+
+        def answer(request: Any) -> Any:
             try:
                 body = json.loads(request.content) if request.content else None
             except ValueError:

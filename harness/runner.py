@@ -520,9 +520,13 @@ def _ping(recorder: Recorder, settings: Settings) -> None:
                 "llm.calls",
                 [{"point": "ping", "kind": "ping", "provider": "anthropic", "status": 200, "streamed": False, **facts}],
             )
-        return findings + llm.check_model_current(settings.models.generation)
+        return findings
 
-    recorder.run_probe(Probe("harness.runner.ping", Stage.LLM, Scope.PREFLIGHT, llm.PING_CHECKS, (env.ENV002,), anthropic_ping), "ping", None)
+    def model_current(ctx: Any) -> list:  # its own probe: not applicable where the SDK keeps no deprecation list
+        return llm.check_model_current(settings.models.generation)
+
+    recorder.run_probe(Probe("harness.runner.ping", Stage.LLM, Scope.PREFLIGHT, (llm.LLM100,), (env.ENV002,), anthropic_ping), "ping", None)
+    recorder.run_probe(Probe("harness.runner.model-current", Stage.LLM, Scope.PREFLIGHT, (llm.LLM016,), (env.ENV002,), model_current), "ping", None)
     if settings.openai_api_key:
 
         def openai_ping(ctx: Any) -> list:

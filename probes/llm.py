@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from probes.core import Check, Finding, Level, Stage
+from harness.sdk import deprecated_models, error_class, per_call_timeout
+from probes.core import Check, Finding, Level, NotApplicable, Stage
 
 __all__ = [
     "CHECKS",
@@ -388,8 +389,9 @@ def classify(exc: BaseException, point: str) -> Finding:
             (sdk.APIConnectionError, LLM010, "The API could not be reached"),
             (sdk.APIResponseValidationError, LLM011, "The API's answer did not have the expected shape"),
         ]
-        if sdk is anthropic:
-            by_class.insert(4, (anthropic.OverloadedError, LLM007, "The API is overloaded"))
+        overloaded = error_class(sdk, "OverloadedError")  # absent from early 0.x: there a 529 is read by status, below
+        if overloaded is not None:
+            by_class.insert(4, (overloaded, LLM007, "The API is overloaded"))
         for cls, check, message in by_class:
             if isinstance(exc, cls):
                 evidence = _status_evidence(exc) if isinstance(exc, sdk.APIStatusError) else {"error": str(exc)[:300]}
@@ -438,12 +440,13 @@ _HTTP_MODULES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2"})
 
 
 def check_model_current(model: str) -> list[Finding]:
-    """The model is not on the SDK's own list of deprecated models."""
-    try:
-        from anthropic._data import DEPRECATED_MODELS  # the SDK's table; private, so optional
-    except ImportError:
-        return []
-    end_of_life = DEPRECATED_MODELS.get(model)
+    """The model is not on the SDK's own list of deprecated models (``NotApplicable`` if the SDK keeps none)."""
+    deprecated = deprecated_models()
+    if deprecated is None:
+        import anthropic
+
+        raise NotApplicable(f"the installed anthropic SDK ({anthropic.__version__}) keeps no list of deprecated models")
+    end_of_life = deprecated.get(model)
     if end_of_life:
         return [
             LLM016.finding(f"{model} is deprecated: end of life {end_of_life}.", model=model, end_of_life=end_of_life)
@@ -462,7 +465,12 @@ def ping_anthropic(
     client = anthropic.Anthropic(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
     started = time.perf_counter()
     try:
-        message = client.messages.create(model=model, max_tokens=1, messages=[{"role": "user", "content": "ping"}])
+        message = client.messages.create(
+            model=model,
+            max_tokens=1,
+            messages=[{"role": "user", "content": "ping"}],
+            **per_call_timeout(client),  # early anthropic 0.x would wait 600 s instead
+        )
     except Exception as exc:  # classified below: every SDK failure has its own check
         return [classify(exc, point)], {}
     finally:

@@ -6,7 +6,6 @@ The SDKs retry on their own unless told not to; the flow sets ``max_retries`` fr
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 import anthropic
 import openai
 
+from harness import sdk
 from harness.config import Settings
 from harness.flow.errors import MissingCredentials, NonJSONResponse
 from harness.pricing import cost_usd
@@ -52,14 +52,6 @@ class LLMClients:
     openai: Any | None
 
 
-@functools.cache
-def _tls_context() -> Any:
-    """The CA store every client of this process verifies against, loaded once (~30 ms a load)."""
-    import httpx2
-
-    return httpx2.create_ssl_context()
-
-
 def build_clients(settings: Settings, *, http_client: Any = None) -> LLMClients:
     """Async Anthropic and OpenAI clients with the project's timeouts and retry count."""
     timeouts = settings.timeouts
@@ -71,7 +63,7 @@ def build_clients(settings: Settings, *, http_client: Any = None) -> LLMClients:
             max_retries=settings.sdk_max_retries,
             timeout=anthropic.Timeout(timeouts.llm_request, connect=timeouts.llm_connect),
             # The SDK's own default client, but sharing one loaded CA store instead of loading its own.
-            http_client=http_client or anthropic.DefaultAsyncHttpxClient(verify=_tls_context()),
+            http_client=http_client or sdk.default_async_http_client(anthropic),
         )
     if settings.openai_api_key:
         openai_client = openai.AsyncOpenAI(
@@ -79,7 +71,7 @@ def build_clients(settings: Settings, *, http_client: Any = None) -> LLMClients:
             base_url=settings.openai_base_url,
             max_retries=settings.sdk_max_retries,
             timeout=openai.Timeout(timeouts.llm_request, connect=timeouts.llm_connect),
-            http_client=http_client or openai.DefaultAsyncHttpxClient(verify=_tls_context()),
+            http_client=http_client or sdk.default_async_http_client(openai),
         )
     return LLMClients(anthropic=anthropic_client, openai=openai_client)
 
@@ -114,11 +106,13 @@ def _answer(message: Any, *, started: float, streamed: bool, max_tokens: int, mo
 async def create_message(clients: LLMClients, *, model: str, system: str, prompt: str, max_tokens: int) -> LLMAnswer:
     """One non-streaming Messages call."""
     started = time.perf_counter()
-    message = await _require(clients.anthropic, "ANTHROPIC_API_KEY").messages.create(
+    client = _require(clients.anthropic, "ANTHROPIC_API_KEY")
+    message = await client.messages.create(
         model=model,
         max_tokens=max_tokens,
         system=system,
         messages=[{"role": "user", "content": prompt}],
+        **sdk.per_call_timeout(client),  # early anthropic 0.x would wait 600 s instead
     )
     if isinstance(message, str):  # the SDK hands back the body as text when it is not JSON
         raise NonJSONResponse(message)
@@ -155,6 +149,9 @@ async def stream_message(
 
 async def embed(clients: LLMClients, *, model: str, texts: Sequence[str]) -> list[list[float]]:
     """Embeddings for ``texts``, in order."""
-    response = await _require(clients.openai, "OPENAI_API_KEY").embeddings.create(model=model, input=list(texts))
+    # The encoding asked for explicitly: every SDK generation then sends the same request (see harness.sdk).
+    response = await _require(clients.openai, "OPENAI_API_KEY").embeddings.create(
+        model=model, input=list(texts), encoding_format=sdk.EMBEDDING_ENCODING
+    )
     ordered = sorted(response.data, key=lambda item: item.index)
-    return [list(item.embedding) for item in ordered]
+    return [sdk.embedding_vector(item.embedding) for item in ordered]

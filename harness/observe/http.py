@@ -50,6 +50,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from harness.observe.code import AppCode, exception_info
 from harness.observe.timeline import LLMExchange, Timeline
 from harness.redaction import REDACTED, redact_text, redact_value
+from harness.sdk import HTTP_LIBRARIES
 
 __all__ = ["KEPT_HEADERS", "Endpoint", "HttpWatch", "llm_endpoint"]
 
@@ -846,7 +847,7 @@ class _Registry:
             return left
 
     def _install(self) -> None:
-        for library in ("httpx2", "httpx"):
+        for library in HTTP_LIBRARIES:
             try:
                 module = importlib.import_module(library) if importlib.util.find_spec(library) else None
             except Exception:  # noqa: BLE001 - a library that cannot be imported cannot be sending either

@@ -327,3 +327,38 @@ def test_a_tag_no_safe_loader_constructs_is_named(tmp_path: Path) -> None:
     path = _write(tmp_path, "interactions: []\nx: !!python/object/apply:os.system ['true']\n")
     with pytest.raises(CassetteError, match="holds a YAML tag a safe loader refuses at line 2"):
         load_cassette(path)
+
+
+@pytest.mark.parametrize(("recorded_as", "replayed_as"), [("base64", "float"), ("float", "base64")])
+def test_embeddings_replay_in_the_encoding_the_request_asks_for(
+    tmp_path: Path, recorded_as: str, replayed_as: str
+) -> None:
+    """An embeddings request matches its recording whatever encoding either asked for, and gets the same vectors."""
+    import openai
+
+    from harness.cassettes import recording, replaying
+    from harness.faults import embedding_for
+    from harness.sdk import embedding_vector
+    from probes.llm import _cassette_mismatch
+    from tests.support.wire_server import EmbeddingReply, WireScript, WireServer
+
+    cassette = tmp_path / "embeddings.yaml"
+    texts = ["a shop", "a clinic"]
+    with WireServer(WireScript(openai=[EmbeddingReply(dimensions=8)])) as server:
+        stand_in = server.base_url
+        with recording(cassette, {"name": "e", "request": "r", "expect": "pass"}, stand_ins={stand_in: OFFICIAL}):
+            client = openai.OpenAI(api_key="sk-proj-test-0000", base_url=stand_in + "/v1", max_retries=0)
+            client.embeddings.create(model="text-embedding-3-small", input=texts, encoding_format=recorded_as)
+    client = openai.OpenAI(api_key="sk-proj-test-0000", base_url=OFFICIAL + "/v1", max_retries=0)
+    with replaying(cassette):
+        answer = client.embeddings.create(model="text-embedding-3-small", input=texts, encoding_format=replayed_as)
+        kinds = {type(item.embedding) for item in answer.data}
+        assert kinds == ({str} if replayed_as == "base64" else {list})
+        assert [embedding_vector(item.embedding) for item in answer.data] == [embedding_for(t, 8) for t in texts]
+    # Any other change is still a mismatch (openai < 3 wraps it in APIConnectionError, later ones do not).
+    with replaying(cassette), pytest.raises(Exception) as caught:  # the class differs by generation
+        client.embeddings.create(model="text-embedding-3-small", input=["another text"], encoding_format=replayed_as)
+    assert "json_body" in str(_cassette_mismatch(caught.value))
+
+
+OFFICIAL = "https://api.openai.com"

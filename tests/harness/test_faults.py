@@ -7,6 +7,8 @@ tests (tests/harness/flow/test_retry.py, tests/harness/flow/test_batched_flow.py
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 from collections.abc import Callable
 
@@ -119,3 +121,19 @@ def test_an_unscripted_call_is_answered_with_a_500_saying_so(llm_faults: LLMFaul
     first = run.report.first_failure
     assert (first.id, first.point) == ("LLM008", "discovery")
     assert "llm_faults: no anthropic answer left" in first.evidence["error"]
+
+
+def test_every_installed_http_generation_is_answered_from_the_same_queues(llm_faults: LLMFaults) -> None:
+    """Clients on httpx and on httpx2 (an app can have both) take the scripted answers in turn, faults as their own."""
+    libraries = [importlib.import_module(name) for name in ("httpx", "httpx2") if importlib.util.find_spec(name)]
+    for _library in libraries:
+        llm_faults.on_messages(llm_faults.message("answered"), llm_faults.timeout(), llm_faults.connection_refused())
+    for library in libraries:
+        with library.Client() as client:
+            answer = client.post("https://api.anthropic.com/v1/messages", json={"model": "m", "max_tokens": 5})
+            assert (answer.status_code, answer.json()["content"][0]["text"]) == (200, "answered")
+            with pytest.raises(library.ReadTimeout):
+                client.post("https://api.anthropic.com/v1/messages", json={"model": "m"})
+            with pytest.raises(library.ConnectError):
+                client.post("https://api.anthropic.com/v1/messages", json={"model": "m"})
+    assert len(llm_faults.calls) == 3 * len(libraries) and llm_faults.remaining() == {"anthropic": 0, "openai": 0}

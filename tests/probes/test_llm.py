@@ -23,9 +23,10 @@ from harness.config import DEFAULT_MODELS
 from harness.observe.code import AppCode, exception_info
 from harness.observe.http import HttpWatch
 from harness.observe.timeline import LLMExchange, PointCalled, Timeline
+from harness.sdk import deprecated_models
 from probes import CLASSIFIERS, llm
 from probes.context import ExchangeView, FlowContext, FlowFailure
-from probes.core import Outcome, Recorder, Stage
+from probes.core import NotApplicable, Outcome, Recorder, Stage
 from tests.support.wire_server import (
     Delayed,
     EmbeddingReply,
@@ -59,7 +60,8 @@ def _call(client: Any, *, stream: bool, max_tokens: int = 100, messages: list[di
     if stream:
         with client.messages.stream(model=MODEL, max_tokens=max_tokens, messages=messages) as answer:
             return answer.get_final_message()
-    return client.messages.create(model=MODEL, max_tokens=max_tokens, messages=messages)
+    # The client's timeout passed again: early anthropic 0.x gives create() a 600 s default of its own.
+    return client.messages.create(model=MODEL, max_tokens=max_tokens, messages=messages, timeout=client.timeout)
 
 
 def _watched(make_call: Any) -> Call:
@@ -399,11 +401,19 @@ def test_ping_of_the_embeddings_api_is_the_examples_warning(openai_server: WireS
     assert (finding.id, finding.point) == ("LLM013", "examples")
 
 
+@pytest.mark.skipif(deprecated_models() is None, reason="the installed anthropic SDK keeps no deprecation list")
 def test_deprecated_model_is_an_llm016_warning() -> None:
     """A model on the SDK's deprecation list is a warning with its end-of-life date; a current one passes."""
     (finding,) = llm.check_model_current("claude-sonnet-4-5")
     assert finding.id == "LLM016" and finding.level.name == "WARNING" and finding.evidence["end_of_life"]
     assert llm.check_model_current(DEFAULT_MODELS.generation) == []
+
+
+@pytest.mark.skipif(deprecated_models() is not None, reason="the installed anthropic SDK keeps a deprecation list")
+def test_without_the_sdks_deprecation_list_llm016_is_not_applicable_not_passed() -> None:
+    """Early anthropic 0.x (0.30) keeps no list of deprecated models: the check says so instead of passing."""
+    with pytest.raises(NotApplicable, match="keeps no list of deprecated models"):
+        llm.check_model_current("claude-sonnet-4-5")
 
 
 def test_the_reference_flows_embeddings_come_back_in_input_order(openai_server: WireServer) -> None:

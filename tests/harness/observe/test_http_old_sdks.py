@@ -1,8 +1,8 @@
 """The LLM traffic watcher with the first SDK generations (anthropic 0.x / openai 1.x on httpx 0.2x).
 
-Skipped unless such an SDK is installed: run it in a separate environment, e.g.
-``pip install "anthropic==0.30.*" "openai==1.*" "httpx==0.27.*" pytest`` and
-``PYTHONPATH=. pytest tests/harness/observe/test_http_old_sdks.py -p no:cacheprovider``.
+Skipped unless such an SDK is installed. CI runs it in the lowest-versions venv (.ci/run); locally:
+``python3 -m venv .venv-lowest && . .venv-lowest/bin/activate && pip install -c constraints/lowest.txt -e ".[test]"``
+and ``pytest tests/harness/observe/test_http_old_sdks.py``.
 """
 
 from __future__ import annotations
@@ -34,11 +34,12 @@ PLAN = '{"project_name": "Bookshop", "phases": [' + ", ".join(f'{{"n": {i}}}' fo
 
 
 def test_anthropic_0x_sync_async_streamed_and_failing_calls_are_recorded() -> None:
-    """Plain, streamed, async, rate-limited, stream-error and cut calls of anthropic 0.x are exchanges on httpx."""
+    """Sync and async, plain and streamed, rate-limited, stream-error and cut calls of anthropic 0.x are on record."""
     script = WireScript(
         anthropic=[
             MessageReply(PLAN, input_tokens=7, output_tokens=70),
             MessageReply(PLAN, chunk_chars=9),
+            MessageReply("async plain", input_tokens=5, output_tokens=2),
             MessageReply("async", chunk_chars=2),
             ErrorReply.for_status(429),
             StreamErrorReply(after_chars=30),
@@ -57,6 +58,7 @@ def test_anthropic_0x_sync_async_streamed_and_failing_calls_are_recorded() -> No
             async_client = anthropic.AsyncAnthropic(
                 api_key=FAKE_ANTHROPIC_KEY, base_url=server.base_url, max_retries=0, timeout=10
             )
+            await async_client.messages.create(model="m", max_tokens=10, messages=MESSAGES)
             async for _event in await async_client.messages.create(
                 model="m", max_tokens=10, messages=MESSAGES, stream=True
             ):
@@ -73,9 +75,16 @@ def test_anthropic_0x_sync_async_streamed_and_failing_calls_are_recorded() -> No
         embedder = openai.OpenAI(api_key=FAKE_OPENAI_KEY, base_url=server.base_url + "/v1", max_retries=0, timeout=10)
         embedder.embeddings.create(model="text-embedding-3-small", input=["a", "b"])
 
-    plain, streamed, in_loop, limited, failed, cut, embedded = timeline.of(LLMExchange)
+    plain, streamed, async_plain, in_loop, limited, failed, cut, embedded = timeline.of(LLMExchange)
     assert (plain.transport, plain.text, plain.usage["output_tokens"], plain.complete) == ("httpx/sync", PLAN, 70, True)
     assert (streamed.text, streamed.complete, streamed.stop_reason) == (PLAN, True, "end_turn")
+    assert (async_plain.transport, async_plain.text, async_plain.stop_reason, async_plain.streamed) == (
+        "httpx/async",
+        "async plain",
+        "end_turn",
+        False,
+    )
+    assert (async_plain.usage["input_tokens"], async_plain.usage["output_tokens"]) == (5, 2)
     assert (in_loop.transport, in_loop.text, in_loop.complete) == ("httpx/async", "async", True)
     assert (limited.status, limited.headers["retry-after"], limited.api_error_type) == (429, "1", "rate_limit_error")
     assert failed.stream_error and failed.api_error_type == "overloaded_error"

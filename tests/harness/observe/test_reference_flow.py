@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import fields
 
-import anthropic  # noqa: F401 - imported before the run: see the note below
-import openai  # noqa: F401
+import anthropic  # imported before the run: see the note below
+import openai
 import pytest
 
 from harness.observe.http import HttpWatch
 from harness.observe.loop import LoopWatch
 from harness.observe.timeline import LLMExchange, LoopStalled, Timeline
+from harness.sdk import transport_of
 from harness.target import Target, environment, reference_config
 from tests.support import content
 from tests.support.scenarios import batch_texts, skeleton_of
@@ -52,7 +53,8 @@ def test_every_llm_call_of_the_reference_flow_is_recorded_at_its_line(stand_in_a
     assert tasks >= len(list(content.iter_tasks(plan)))
     for exchange in exchanges:
         assert exchange.caller is not None and exchange.caller.file.startswith("harness/flow/"), exchange.caller
-        assert exchange.transport == "httpx2/async" and not exchange.blocking_loop
+        sdk = anthropic if exchange.provider == "anthropic" else openai  # httpx2 from anthropic 1 / openai 3 on
+        assert exchange.transport == f"{transport_of(sdk)}/async" and not exchange.blocking_loop
         shown = repr(exchange) + str({f.name: getattr(exchange, f.name) for f in fields(exchange)})
         assert settings.anthropic_api_key not in shown and settings.openai_api_key not in shown
     assert timeline.of(LoopStalled) == []
