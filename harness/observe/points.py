@@ -66,9 +66,15 @@ class PointWatch:
 
     def __enter__(self) -> PointWatch:
         try:
+            for names in self._points.values():
+                for dotted in names:
+                    resolve_point(dotted)  # imports what the points live in, before the modules are listed
+            # The application's modules, listed once per watch: walking every loaded module for each
+            # point cost ~7 ms a point (~0.1 s a run, twice per replayed cassette).
+            app_modules = self._application_modules()
             for stage, names in self._points.items():
                 for dotted in names:
-                    self._wrap(stage, dotted)
+                    self._wrap(stage, dotted, app_modules)
         except BaseException:
             self._restore()
             raise
@@ -82,7 +88,16 @@ class PointWatch:
             _setattr(owner, name, raw)
         self._patched.clear()
 
-    def _wrap(self, stage: str, dotted: str) -> None:
+    def _application_modules(self) -> list[Any]:
+        """Loaded modules whose file is the application's (where ``from module import function`` copies live)."""
+        found = []
+        for module in list(sys.modules.values()):
+            namespace = getattr(module, "__dict__", None)
+            if namespace is not None and self._code.owns(getattr(module, "__file__", "") or ""):
+                found.append(module)
+        return found
+
+    def _wrap(self, stage: str, dotted: str, app_modules: list[Any]) -> None:
         owner, name, raw = resolve_point(dotted)
         if isinstance(raw, staticmethod):
             wrapped: Any = staticmethod(self._wrapper(stage, dotted, raw.__func__))
@@ -94,11 +109,10 @@ class PointWatch:
         setattr(owner, name, wrapped)
         if inspect.ismodule(owner):
             # ``from module import function`` elsewhere in the application holds the same object.
-            for module in list(sys.modules.values()):
-                namespace = getattr(module, "__dict__", None)
-                if module is owner or namespace is None or not self._code.owns(getattr(module, "__file__", "") or ""):
+            for module in app_modules:
+                if module is owner:
                     continue
-                for alias, value in list(namespace.items()):
+                for alias, value in list(vars(module).items()):
                     if value is raw:
                         self._patched.append((module, alias, raw))
                         setattr(module, alias, wrapped)
