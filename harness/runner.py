@@ -110,6 +110,9 @@ class RunOptions:
     flow_env: tuple[tuple[str, str], ...] = ()
     #: Around the flow's call, given its timeline as it fills (``ProgressLine(...).watching``: a progress line).
     progress: Callable[[Any], AbstractContextManager[Any]] | None = None
+    #: The template the run's database is an untouched clone of, made for this run (replay): the db stage's
+    #: schema checks are judged on the first clone of a template and inherited by the others.
+    template: str | None = None
 
 
 @dataclass
@@ -469,6 +472,7 @@ def run_flow(
         token_given=options.token_given,
         observe=recorder.observe,
         disposable=disposable,
+        template=options.template,
     )
     _preflight(recorder, pre, options, settings.timeouts.probe)
 

@@ -33,6 +33,9 @@ class PreflightContext:
     disposable: tuple[Callable[[], str], Callable[[str], None]] | None = None
     #: State the db probes share (the probe connection, opened by the connect probe).
     db: dict[str, Any] = field(default_factory=dict)
+    #: The template the database is an untouched clone of (the harness made it for this run), or ``None``:
+    #: the schema checks judged on one clone of a template are inherited by the others.
+    template: str | None = None
 
 
 @dataclass

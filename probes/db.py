@@ -582,13 +582,30 @@ def check_writable(connection: Any) -> list[Finding]:
 # --------------------------------------------------------------------------- migrations
 
 
+#: The app's scripts per :func:`harness.migrations.scripts_fingerprint`: loaded once per process (DB011 and
+#: DB007 of every run read them), again when a revision file or the ini changes.
+_LOADED: dict[tuple[str, int, int], Any] = {}
+
+
 def _load(migrations: Path | None) -> Any:
     """The app's scripts; ``NotApplicable`` without an ini, ``MigrationsError`` if they cannot be loaded."""
-    from harness.migrations import load_migrations
+    from harness.migrations import MigrationsError, load_migrations, scripts_fingerprint
 
     if migrations is None:
         raise NotApplicable("the app names no Alembic migrations (alembic.ini)")
-    return load_migrations(Path(migrations))
+    key = scripts_fingerprint(Path(migrations))
+    if key[1] and key in _LOADED:
+        loaded = _LOADED[key]
+        if isinstance(loaded, MigrationsError):
+            raise MigrationsError(str(loaded))
+        return loaded
+    try:
+        scripts = load_migrations(Path(migrations))
+    except MigrationsError as exc:
+        _LOADED[key] = exc
+        raise
+    _LOADED[key] = scripts
+    return scripts
 
 
 def check_migration_heads(migrations: Path | None) -> list[Finding]:
@@ -839,16 +856,51 @@ def server(ctx: Any) -> list[Finding]:
     return findings
 
 
+#: Verdicts of the schema checks per template: every clone of a template starts byte for byte as the
+#: template is, so what DB004, DB006, DB007 and DB008 find on the first clone a run is given holds for
+#: every later one (a replay of many cassettes pays for the comparison once).
+_TEMPLATE_VERDICTS: dict[tuple[Any, ...], list[Finding]] = {}
+
+
+def _judged_once_per_template(ctx: Any, check: Check, judge: Callable[[], list[Finding]]) -> list[Finding]:
+    """``judge()``, or its verdict on an earlier clone of the same template (``ctx.template``)."""
+    if ctx.template is None:
+        return judge()
+    from sqlalchemy.engine import make_url
+
+    from harness.config import sqlalchemy_url
+
+    url = make_url(sqlalchemy_url(ctx.settings.database_url or ""))
+    migrations = ctx.target.config.migrations
+    key = (
+        ctx.template,
+        check.id,
+        url.host,
+        url.port,
+        url.username,
+        id(ctx.target.metadata),
+        str(migrations) if migrations is not None else None,
+    )
+    if key in _TEMPLATE_VERDICTS:
+        inherited = ctx.db.setdefault("inherited", [])
+        inherited.append(check.id)
+        ctx.observe("db.inherited", {"template": ctx.template, "checks": list(inherited)})
+        return list(_TEMPLATE_VERDICTS[key])
+    findings = judge()
+    _TEMPLATE_VERDICTS[key] = list(findings)
+    return findings
+
+
 @probe(Stage.DB, emits=(DB004,), requires=CONNECT_CHECKS, applies=_metadata_missing, needs=("metadata",))
 def tables(ctx: Any) -> list[Finding]:
     """Every table the application's models map resolves, in its schema or through the search_path."""
-    return check_tables(_connection(ctx), ctx.target.metadata)
+    return _judged_once_per_template(ctx, DB004, lambda: check_tables(_connection(ctx), ctx.target.metadata))
 
 
 @probe(Stage.DB, emits=(DB006,), requires=(DB004,), applies=_metadata_missing, needs=("metadata",))
 def columns(ctx: Any) -> list[Finding]:
     """Every column the models declare exists with a type that holds what they write."""
-    return check_columns(_connection(ctx), ctx.target.metadata)
+    return _judged_once_per_template(ctx, DB006, lambda: check_columns(_connection(ctx), ctx.target.metadata))
 
 
 @probe(Stage.DB, emits=(DB011,), applies=_migrations_missing, needs=("migrations",))
@@ -860,13 +912,17 @@ def migration_heads(ctx: Any) -> list[Finding]:
 @probe(Stage.DB, emits=(DB007,), requires=CONNECT_CHECKS, applies=_migrations_missing, needs=("migrations",))
 def migrations(ctx: Any) -> list[Finding]:
     """The database is at the application's migration head(s)."""
-    return check_migration_version(_connection(ctx), ctx.target.metadata, ctx.target.config.migrations)
+    return _judged_once_per_template(
+        ctx,
+        DB007,
+        lambda: check_migration_version(_connection(ctx), ctx.target.metadata, ctx.target.config.migrations),
+    )
 
 
 @probe(Stage.DB, emits=(DB008,), requires=(DB004,), applies=_metadata_missing, needs=("metadata",))
 def privileges(ctx: Any) -> list[Finding]:
     """The role may read and write every mapped table (and use its schema and sequences)."""
-    return check_privileges(_connection(ctx), ctx.target.metadata)
+    return _judged_once_per_template(ctx, DB008, lambda: check_privileges(_connection(ctx), ctx.target.metadata))
 
 
 @probe(Stage.DB, emits=(DB009,), requires=CONNECT_CHECKS)
@@ -889,21 +945,18 @@ def _app_drivername(database_url: str | None) -> str | None:
         return None
 
 
-#: DB012's verdict per (alembic.ini, its scripts' newest change, metadata): a trial run is paid once per process.
-_TRIAL_VERDICTS: dict[tuple[str, float, int], list[Finding]] = {}
-
-
-def _scripts_changed(ini: Any) -> float:
-    from pathlib import Path
-
-    folder = Path(ini).parent
-    return max((path.stat().st_mtime for path in folder.rglob("*.py")), default=0.0)
+#: DB012's verdict per (the scripts' fingerprint, metadata): a trial run is paid once per process.
+_TRIAL_VERDICTS: dict[tuple[tuple[str, int, int], int], list[Finding]] = {}
 
 
 @probe(Stage.DB, emits=(DB012,), applies=_nothing_to_build, timeout=TIMEOUTS.migrations + 5, needs=("migrations", "metadata"))
 def migrations_build_models(ctx: Any) -> list[Finding]:
     """The application's migrations, applied from empty to a disposable database, build its models' schema."""
-    key = (str(ctx.target.config.migrations), _scripts_changed(ctx.target.config.migrations), id(ctx.target.metadata))
+    from harness.migrations import scripts_fingerprint
+
+    # The scripts' folders, not everything under the ini's folder: an ini at a repository's root would
+    # have every file of the checkout (and its virtualenv) walked on every run.
+    key = (scripts_fingerprint(ctx.target.config.migrations), id(ctx.target.metadata))
     if ctx.disposable is not None and key in _TRIAL_VERDICTS:
         return list(_TRIAL_VERDICTS[key])
     new_database, drop_database = ctx.disposable or (None, None)
