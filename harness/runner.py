@@ -264,17 +264,16 @@ def _committed_keys(*timelines: Any) -> dict[str, list[tuple[Any, ...]]]:
     """Table → primary keys of every row the runs committed (what a canary cleanup removes)."""
     from harness.observe.timeline import UnitCommitted
 
-    keys: dict[str, list[tuple[Any, ...]]] = {}
+    # Dicts as ordered sets: a plan commits hundreds of keys per table, a list's `in` made this quadratic.
+    keys: dict[str, dict[tuple[Any, ...], None]] = {}
     for timeline in timelines:
         if timeline is None:
             continue
         for commit in timeline.of(UnitCommitted):
             for write in commit.writes:
                 if write.key is not None and write.op != "delete":
-                    found = keys.setdefault(write.table, [])
-                    if tuple(write.key) not in found:
-                        found.append(tuple(write.key))
-    return keys
+                    keys.setdefault(write.table, {})[tuple(write.key)] = None
+    return {table: list(found) for table, found in keys.items()}
 
 
 def _provoke(
