@@ -67,6 +67,7 @@ __all__ = [
     "check_writable",
     "classify",
     "compare_schema",
+    "load_migrations_once",
     "locate_tables",
     "open_probe_connection",
     "probe_engine",
@@ -190,6 +191,18 @@ _KIND_CHECKS = {
     DBErrorKind.READ_ONLY: DB009,
     DBErrorKind.PRIVILEGE: DB008,
 }
+#: Failures of connecting itself: the server, the network, the credentials, the database's name, slots.
+_CONNECT_KINDS = frozenset(
+    {
+        DBErrorKind.REFUSED,
+        DBErrorKind.TIMEOUT,
+        DBErrorKind.UNKNOWN_HOST,
+        DBErrorKind.CONNECTION_LOST,
+        DBErrorKind.AUTH,
+        DBErrorKind.NO_DATABASE,
+        DBErrorKind.TOO_MANY_CONNECTIONS,
+    }
+)
 _MESSAGES = {
     DB001: "The database server did not accept a connection",
     DB002: "The database rejected the credentials",
@@ -253,6 +266,14 @@ def open_probe_connection(database_url: str, timeouts: Timeouts = TIMEOUTS) -> t
     """Connect as the app would; returns (findings, engine, connection) — the last two ``None`` on failure."""
     from sqlalchemy import text
 
+    from harness.dbconnect import failed_ahead
+
+    failure = failed_ahead(database_url, timeouts)
+    described = describe_db_error(failure) if failure is not None else None
+    # Only what this connection would meet too: the early attempt spoke libpq directly, so a URL
+    # parameter only SQLAlchemy understands fails there and not here (it is tried again, below).
+    if described is not None and described.kind in _CONNECT_KINDS:
+        return [_finding_for(failure, database_url)], None, None
     engine = probe_engine(database_url, timeouts)
     try:
         connection = engine.connect()
@@ -587,12 +608,14 @@ def check_writable(connection: Any) -> list[Finding]:
 _LOADED: dict[tuple[str, int, int], Any] = {}
 
 
-def _load(migrations: Path | None) -> Any:
-    """The app's scripts; ``NotApplicable`` without an ini, ``MigrationsError`` if they cannot be loaded."""
+def load_migrations_once(migrations: Path) -> Any:
+    """The app's scripts, loaded once per process (until a script changes); ``MigrationsError`` if they cannot be.
+
+    What DB011 and DB007 judge; a command may call it early (while it waits for the database) so the
+    stage finds them loaded.
+    """
     from harness.migrations import MigrationsError, load_migrations, scripts_fingerprint
 
-    if migrations is None:
-        raise NotApplicable("the app names no Alembic migrations (alembic.ini)")
     key = scripts_fingerprint(Path(migrations))
     if key[1] and key in _LOADED:
         loaded = _LOADED[key]
@@ -606,6 +629,13 @@ def _load(migrations: Path | None) -> Any:
         raise
     _LOADED[key] = scripts
     return scripts
+
+
+def _load(migrations: Path | None) -> Any:
+    """The app's scripts; ``NotApplicable`` without an ini, ``MigrationsError`` if they cannot be loaded."""
+    if migrations is None:
+        raise NotApplicable("the app names no Alembic migrations (alembic.ini)")
+    return load_migrations_once(Path(migrations))
 
 
 def check_migration_heads(migrations: Path | None) -> list[Finding]:
