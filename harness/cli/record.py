@@ -9,7 +9,16 @@ from pathlib import Path
 
 import click
 
-from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, progress_watcher, target_from
+from harness.cli.app import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    UsageProblem,
+    cli,
+    config_option,
+    load_application,
+    progress_watcher,
+    target_from,
+)
 from harness.cli.report import reports_dir_option, write_reports
 
 #: A cassette name becomes a file name: keep it to what every file system and shell accepts.
@@ -112,7 +121,7 @@ def record(
     if not request.strip():
         raise UsageProblem("REQUEST is empty: give the project description the /masterplan command would get")
 
-    target = target_from(config_file)
+    target = target_from(config_file, load=False)
     url_variable = target.config.database_url_env
     recorded_env = {name: value for name, value in os.environ.items() if name.startswith(MODELS_ENV_PREFIX)}
     for item in flow_env:
@@ -137,6 +146,8 @@ def record(
             f"{url_variable} is not set: set it to the (scratch) database the flow writes to, or pass --disposable-db"
         )
 
+    # The application (and the SDKs it imports: seconds) once the input is known to be usable.
+    load_application(target)
     made_with = "the live APIs"
     if anthropic_base_url or openai_base_url or settings.anthropic_base_url or settings.openai_base_url:
         merged = settings.with_overrides(**overrides)

@@ -9,7 +9,16 @@ from typing import Any
 
 import click
 
-from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, progress_watcher, target_from
+from harness.cli.app import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    UsageProblem,
+    cli,
+    config_option,
+    load_application,
+    progress_watcher,
+    target_from,
+)
 from harness.cli.report import reports_dir_option, write_reports
 
 
@@ -65,7 +74,7 @@ def replay(
 
     from harness.replay import flow_env
 
-    target = target_from(config_file)
+    target = target_from(config_file, load=False)
     folders = list(paths) or [Path("cassettes")]
     try:
         metas = [load_meta(path) for path in discover_cassettes(folders)]
@@ -73,6 +82,8 @@ def replay(
             flow_env(meta)  # a malformed env is bad input, found before anything runs
     except CassetteError as exc:
         raise UsageProblem(str(exc)) from None
+    # The application (and the SDKs it imports: seconds) once the input is known to be usable.
+    load_application(target)
 
     from harness.logs import get_logger, log_report
     from harness.postgres import DatabaseFactory, PostgresUnavailable, start_cluster
