@@ -110,8 +110,9 @@ class RunOptions:
     flow_env: tuple[tuple[str, str], ...] = ()
     #: Around the flow's call, given its timeline as it fills (``ProgressLine(...).watching``: a progress line).
     progress: Callable[[Any], AbstractContextManager[Any]] | None = None
-    #: The template the run's database is an untouched clone of, made for this run (replay): the db stage's
-    #: schema checks are judged on the first clone of a template and inherited by the others.
+    #: The template the run's database is an untouched clone of, made for this run by the target's own
+    #: ``build_schema`` (replay): the db stage's schema checks are judged on the first clone of a template and
+    #: inherited by the others, and DB012 takes the template's build (its migrations from empty) as its trial.
     template: str | None = None
 
 

@@ -803,6 +803,11 @@ def check_migrations_build_models(
             engine.dispose()
     finally:
         drop_database(url)
+    return _built_schema_findings(comparison, scripts)
+
+
+def _built_schema_findings(comparison: SchemaComparison, scripts: Any) -> list[Finding]:
+    """DB012's verdict on a database the migrations built from empty, compared with the models."""
     if not comparison.missing and not comparison.columns:
         return []
     missing_tables = [m.key for m in comparison.missing]
@@ -887,8 +892,8 @@ def server(ctx: Any) -> list[Finding]:
 
 
 #: Verdicts of the schema checks per template: every clone of a template starts byte for byte as the
-#: template is, so what DB004, DB006, DB007 and DB008 find on the first clone a run is given holds for
-#: every later one (a replay of many cassettes pays for the comparison once).
+#: template is, so what DB004, DB006, DB007, DB008 and DB012 find on the first clone a run is given holds
+#: for every later one (a replay of many cassettes pays for the comparison once).
 _TEMPLATE_VERDICTS: dict[tuple[Any, ...], list[Finding]] = {}
 
 
@@ -982,8 +987,18 @@ _TRIAL_VERDICTS: dict[tuple[tuple[str, int, int], int], list[Finding]] = {}
 @probe(Stage.DB, emits=(DB012,), applies=_nothing_to_build, timeout=TIMEOUTS.migrations + 5, needs=("migrations", "metadata"))
 def migrations_build_models(ctx: Any) -> list[Finding]:
     """The application's migrations, applied from empty to a disposable database, build its models' schema."""
-    from harness.migrations import scripts_fingerprint
+    from harness.migrations import MigrationsError, scripts_fingerprint
 
+    if ctx.template is not None and "connection" in ctx.db:
+        # The database is an untouched clone of a template the application's own migrations built from
+        # empty (Target.build_schema): that build was this check's trial, and the clone shows what it built.
+        try:
+            scripts = _load(ctx.target.config.migrations)
+        except MigrationsError as exc:
+            raise ProbeSkipped(f"the migrations cannot be loaded (DB011): {exc}") from None
+        return _judged_once_per_template(
+            ctx, DB012, lambda: _built_schema_findings(compare_schema(_connection(ctx), ctx.target.metadata), scripts)
+        )
     # The scripts' folders, not everything under the ini's folder: an ini at a repository's root would
     # have every file of the checkout (and its virtualenv) walked on every run.
     key = (scripts_fingerprint(ctx.target.config.migrations), id(ctx.target.metadata))

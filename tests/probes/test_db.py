@@ -273,22 +273,22 @@ def _outcome(run: Any, check_id: str) -> str:
 def test_clones_of_one_template_inherit_its_schema_verdict_and_others_are_judged_afresh(
     postgres_cluster, flow_database_factory
 ) -> None:
-    """The schema checks judged on one clone of a template are inherited by its other clones; a database not
-    declared a clone is judged on its own, and a broken one fails."""
+    """The schema checks judged on one clone of a template (DB012 from the template's own build by the migrations)
+    are inherited by its other clones; a database not declared a clone is judged on its own, and a broken one fails."""
     template = flow_database_factory.prepare()
     first, second, other = (flow_database_factory.new_database() for _ in range(3))
+    schema_checks = ["DB004", "DB006", "DB007", "DB008", "DB012"]
     try:
         judged = _preflight(first, template)
-        assert [_outcome(judged, c) for c in ("DB004", "DB006", "DB007", "DB008")] == ["passed"] * 4
+        # No disposable database was given: DB012 judged the clone the migrations' build made, no trial of its own.
+        assert [_outcome(judged, c) for c in schema_checks] == ["passed"] * 5
         inherited = _preflight(second, template)
-        assert inherited.observations["db.inherited"] == {
-            "template": template,
-            "checks": ["DB004", "DB006", "DB007", "DB008"],
-        }
-        assert [_outcome(inherited, c) for c in ("DB004", "DB006", "DB007", "DB008")] == ["passed"] * 4
+        assert inherited.observations["db.inherited"] == {"template": template, "checks": schema_checks}
+        assert [_outcome(inherited, c) for c in schema_checks] == ["passed"] * 5
         postgres_cluster.run_sql("ALTER TABLE masterplans DROP COLUMN total_milestones", make_url(other).database)
         afresh = _preflight(other, None)
         assert "db.inherited" not in afresh.observations and _outcome(afresh, "DB006") == "failed"
+        assert _outcome(afresh, "DB012") == "skipped"  # not a clone, and no disposable database for a trial
     finally:
         for url in (first, second, other):
             flow_database_factory.drop(url)
