@@ -1,12 +1,19 @@
 """Persistence: commit and independent readback of a 120-task plan, ours vs a naive save.
 
+Both saves run as every harness run has them: under the database-writes watcher
+(:class:`harness.observe.orm.OrmWatch`), which records the keys of the rows committed.
+
 *Ours* is the flow's own :meth:`MasterPlanGenerator._save_plan` (one unit of work: the
-plan's children, its dependency graph and the switch to ``draft``) followed by the
-persist probe's :func:`probes.persist.check_masterplan_rows`, which reads everything back
-through a new connection. *Naive* is the pattern the seed describes and many codebases
-have: add one row, flush, add the next — including one INSERT and flush per dependency
-edge — then commit; it is read back by the same probe. Each run gets a fresh database
-cloned from the migrated template, created outside the timed part.
+plan's children as multi-row INSERTs, its dependency graph, the switch to ``draft``).
+*Naive* is the pattern the seed describes and many codebases have: add one row, flush, add
+the next — one INSERT and flush per dependency edge — then commit.
+
+The readback is the persist stage's, the same for both: a :class:`probes.persist.Readback`
+(its own connection, autocommit, never the flow's) reads every committed row by primary key
+(:meth:`~probes.persist.Readback.rows_by_key`), and :func:`probes.documents.match_plan` finds
+the plan document among them — plan row, phases, milestones, tasks field by field, the
+dependency graph rebuilt. It must find every row and nothing wrong, on either side. Each run
+gets a fresh database cloned from the migrated template, made outside the timed part.
 """
 
 from __future__ import annotations
@@ -14,16 +21,17 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.common import median, time_call
-from bench.plan120 import discovery_document, plan_model
+from bench.plan120 import discovery_document, plan_document
 from harness.config import DEFAULT_MODELS
 from harness.contract import MasterPlan, iter_tasks
 from harness.flow.database import make_engine, make_session_factory, session_scope
-from harness.flow.hooks import LLMAnswer
+from harness.flow.llm import LLMAnswer
 from harness.flow.masterplan import MasterPlanGenerator
 from harness.flow.models import (
     DiscoveryDocument,
@@ -31,13 +39,18 @@ from harness.flow.models import (
     MasterPlanPhase,
     MasterPlanStatus,
     MasterPlanTask,
+    metadata,
     task_dependencies,
 )
 from harness.flow.models import MasterPlan as MasterPlanRow
+from harness.observe.code import AppCode
+from harness.observe.orm import OrmWatch
+from harness.observe.timeline import Timeline, UnitCommitted
 from harness.postgres import DatabaseFactory
-from probes.persist import check_masterplan_rows
+from probes.documents import Saved, match_plan
+from probes.persist import Readback
 
-__all__ = ["PersistenceTimes", "measure_persistence", "naive_save_plan"]
+__all__ = ["PersistenceTimes", "measure_persistence", "naive_save_plan", "read_back"]
 
 _ANSWER = LLMAnswer(
     provider="anthropic",
@@ -51,11 +64,12 @@ _ANSWER = LLMAnswer(
     max_tokens=DEFAULT_MODELS.masterplan_max_tokens,
     cost_usd=0.48,
 )
+_CODE = AppCode.for_modules(["harness.flow", "bench"])
 
 
 @dataclass(frozen=True)
 class PersistenceTimes:
-    """Medians (seconds) and samples of save and save+readback, for ours and naive."""
+    """Samples (seconds) of save and save + readback, for ours and naive."""
 
     ours_save: list[float]
     ours_total: list[float]
@@ -159,7 +173,45 @@ def naive_save_plan(sessions: sessionmaker[Session], masterplan_id: uuid.UUID, p
         row.status = MasterPlanStatus.DRAFT
 
 
-def _one_run(factory: DatabaseFactory, plan: MasterPlan, naive: bool) -> tuple[float, float]:
+def _committed_keys(timeline: Timeline) -> dict[str, list[tuple[Any, ...]]]:
+    keys: dict[str, dict[tuple[Any, ...], None]] = {}
+    for commit in timeline.of(UnitCommitted):
+        for write in commit.writes:
+            if write.key is not None and write.op != "delete":
+                keys.setdefault(write.table, {})[tuple(write.key)] = None
+    return {table: list(found) for table, found in keys.items()}
+
+
+def read_back(url: str, keys: dict[str, list[tuple[Any, ...]]], raw: dict[str, Any]) -> Any:
+    """The persist stage's readback: every committed row by key over a connection of its own, then the plan found
+    among them; raises when a row is missing or the plan does not match its document."""
+    reader = Readback(url)
+    try:
+        rows = {table: reader.rows_by_key(metadata.tables[table], table_keys) for table, table_keys in keys.items()}
+    finally:
+        reader.close()
+    missing = {table: len(table_keys) - len(rows[table]) for table, table_keys in keys.items() if len(rows[table]) != len(table_keys)}
+    if missing:
+        raise AssertionError(f"committed rows not read back: {missing}")
+    tasks = [task for phase in raw["phases"] for milestone in phase["milestones"] for task in milestone["tasks"]]
+    match = match_plan(raw, tasks, Saved(rows, metadata.tables))
+    problems = {
+        name: value
+        for name, value in (
+            ("plan", match.plan is None),
+            ("mismatches", match.mismatches),
+            ("missing", match.missing),
+            ("extra", match.extra),
+            ("misplaced", match.misplaced),
+        )
+        if value
+    }
+    if problems or match.edges is None or sum(match.edges.values()) != sum(len(set(t["depends_on"])) for t in tasks):
+        raise AssertionError(f"the plan read back does not match its document: {problems or match.edges_from}")
+    return match
+
+
+def _one_run(factory: DatabaseFactory, plan: MasterPlan, raw: dict[str, Any], naive: bool) -> tuple[float, float]:
     """(save, save + readback) seconds on a fresh database; the readback must find nothing wrong."""
     url = factory.new_database()
     engine = make_engine(url)
@@ -168,15 +220,15 @@ def _one_run(factory: DatabaseFactory, plan: MasterPlan, naive: bool) -> tuple[f
         masterplan_id = _start_plan(sessions)
         with engine.connect():  # open the pooled connection outside the timing, as a running app has it
             pass
-        if naive:
-            save = time_call(lambda: naive_save_plan(sessions, masterplan_id, plan))
-        else:
-            generator = MasterPlanGenerator(None, sessions, models=DEFAULT_MODELS)  # type: ignore[arg-type]
-            save = time_call(lambda: generator._save_plan(masterplan_id, plan, _ANSWER))
-        findings: list = []
-        readback = time_call(lambda: findings.extend(check_masterplan_rows(url, masterplan_id, plan)))
-        if findings:
-            raise AssertionError(f"readback found problems after the {'naive' if naive else 'flow'} save: {findings}")
+        timeline = Timeline()
+        with OrmWatch(timeline, _CODE, tables={table.fullname for table in metadata.sorted_tables}):
+            if naive:
+                save = time_call(lambda: naive_save_plan(sessions, masterplan_id, plan))
+            else:
+                generator = MasterPlanGenerator(None, sessions, models=DEFAULT_MODELS)  # type: ignore[arg-type]
+                save = time_call(lambda: generator._save_plan(masterplan_id, plan, _ANSWER))
+        keys = _committed_keys(timeline)
+        readback = time_call(lambda: read_back(url, keys, raw))
         return save, save + readback
     finally:
         engine.dispose()
@@ -185,13 +237,14 @@ def _one_run(factory: DatabaseFactory, plan: MasterPlan, naive: bool) -> tuple[f
 
 def measure_persistence(factory: DatabaseFactory, runs: int) -> PersistenceTimes:
     """``runs`` interleaved runs of ours and naive (after one warm-up each)."""
-    plan = plan_model()
-    _one_run(factory, plan, naive=False)
-    _one_run(factory, plan, naive=True)
+    raw = plan_document()
+    plan = MasterPlan.model_validate(raw)
+    _one_run(factory, plan, raw, naive=False)
+    _one_run(factory, plan, raw, naive=True)
     samples: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
     for _ in range(runs):
         for naive in (False, True):
-            samples[naive].append(_one_run(factory, plan, naive))
+            samples[naive].append(_one_run(factory, plan, raw, naive))
     return PersistenceTimes(
         ours_save=[s for s, _ in samples[False]],
         ours_total=[t for _, t in samples[False]],

@@ -631,9 +631,25 @@ def json_body_differences(new: Any, recorded: Any, path: str = "") -> list[str]:
     return []
 
 
+def _first_difference(new: str, recorded: str) -> int:
+    """Index of the first character where two strings differ (the shorter one's length if one is a prefix).
+
+    Halving on slice comparisons: vcrpy asks every recorded request of a cassette whether it matches,
+    so a long prompt is compared with each of the others, and a loop over characters cost milliseconds each.
+    """
+    low, high = 0, min(len(new), len(recorded))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if new[low:middle] == recorded[low:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
 def _describe_leaf(path: str, new: Any, recorded: Any) -> str:
     if isinstance(new, str) and isinstance(recorded, str):
-        at = next((i for i, (a, b) in enumerate(zip(new, recorded)) if a != b), min(len(new), len(recorded)))
+        at = _first_difference(new, recorded)
         return f"{path} (text differs at character {at}: {new[max(0, at - 20) : at + 20]!r} vs {recorded[max(0, at - 20) : at + 20]!r})"
     return f"{path} ({json.dumps(new)[:60]} here, {json.dumps(recorded)[:60]} recorded)"
 
@@ -717,7 +733,8 @@ def _decode_body(body: bytes, encoding: str) -> bytes:
     raise ValueError(f"cannot decode content-encoding {encoding!r}")
 
 
-def _redact_request(request: Any, stand_ins: dict[str, str]) -> Any:
+def _redact_request(request: Any, stand_ins: dict[str, str], scrubbed: dict[str, str] | None = None) -> Any:
+    """``request`` without dropped headers, stand-in URLs or secrets; ``scrubbed`` remembers redacted bodies."""
     for name in list(request.headers):
         if not _keep_header(name):
             del request.headers[name]
@@ -727,7 +744,13 @@ def _redact_request(request: Any, stand_ins: dict[str, str]) -> Any:
     request.uri = redact_text(request.uri)
     if request.body:
         body = request.body.decode("utf-8") if isinstance(request.body, bytes) else request.body
-        request.body = _scrub(body).encode("utf-8")
+        if scrubbed is None:
+            clean = _scrub(body)
+        elif body in scrubbed:
+            clean = scrubbed[body]
+        else:
+            clean = scrubbed[body] = _scrub(body)
+        request.body = clean.encode("utf-8")
     return request
 
 
@@ -787,7 +810,11 @@ def replaying(path: Path) -> Iterator[Any]:
     Each new request is redacted the way it was when recorded before it is compared, so a
     prompt that holds secret-shaped text still matches its (redacted) recording.
     """
-    recorder = _vcr(record_mode="none", before_record_request=lambda request: _redact_request(request, {}))
+    # vcrpy redacts each request three or four times on its way to a match: each body is scrubbed once.
+    scrubbed: dict[str, str] = {}
+    recorder = _vcr(
+        record_mode="none", before_record_request=lambda request: _redact_request(request, {}, scrubbed)
+    )
     with recorder.use_cassette(str(path), allow_playback_repeats=False) as cassette:
         play_response = cassette.play_response
         # The one answer vcrpy's matching cannot serve as recorded: vectors in another encoding.

@@ -41,6 +41,7 @@ __all__ = [
     "apply_migrations",
     "find_version_tables",
     "load_migrations",
+    "scripts_fingerprint",
 ]
 
 #: Characters of an error message kept.
@@ -217,6 +218,35 @@ def load_migrations(ini: Path) -> MigrationScripts:
         revisions=revisions,
         heads=heads,
     )
+
+
+def scripts_fingerprint(ini: Path) -> tuple[str, int, int]:
+    """What changes when the app's migrations change: the ini, and its newest file under the script locations.
+
+    (resolved ini, its ``st_mtime_ns``, the newest ``st_mtime_ns`` of a ``.py`` file or a folder under
+    ``script_location`` and ``version_locations``); an ini that cannot be read gives zeros, so its loading
+    error is what callers see.
+    Cheap (the ini is parsed, no script is imported): a cache keyed by it is dropped when a revision is edited.
+    """
+    ini = Path(ini).resolve()
+    try:
+        config = app_config(ini)
+        folders = [config.get_main_option("script_location") or "", *(config.get_version_locations_list() or [])]
+        ini_changed = ini.stat().st_mtime_ns
+    except Exception:  # noqa: BLE001 - load_migrations reports it properly
+        return str(ini), 0, 0
+    newest = 0
+    for folder in folders:
+        if folder and ":" in folder and not Path(folder).is_absolute():
+            continue  # a package resource: alembic resolves it, and a package does not change under a run
+        for directory, _dirs, files in os.walk(folder):
+            # A folder's own time changes when a file is added, removed or renamed in it.
+            for path in (directory, *(os.path.join(directory, name) for name in files if name.endswith(".py"))):
+                try:
+                    newest = max(newest, os.stat(path).st_mtime_ns)
+                except OSError:
+                    pass
+    return str(ini), ini_changed, newest
 
 
 def _as_tuple(value: str | Sequence[str] | None) -> tuple[str, ...]:

@@ -346,6 +346,10 @@ class DisposableCluster:
                 self._admin.close()
                 self._admin = None
 
+    def close_admin_connection(self) -> None:
+        """Close the kept-open connection CREATE and DROP DATABASE run on; the next statement opens another."""
+        self._close_admin()
+
     def create_database(self, name: str | None = None, template: str | None = None) -> str:
         """Create a database (a random safe name if ``name`` is None) and return its name."""
         name = _check_identifier(name) if name else _random_name("harness")
@@ -449,9 +453,16 @@ _live_clusters = _LiveClusters()
 
 
 class DatabaseFactory:
-    """Fresh database per test cloned from a migrated template."""
+    """Fresh database per test cloned from a migrated template, with the next clone made ahead.
 
-    def __init__(self, cluster: DisposableCluster, prepare_template: Callable[[str], None]) -> None:
+    Each :meth:`new_database` hands out a clone made while the previous one was in use (a
+    *spare*) and starts cloning the next in a background thread, so a caller never waits
+    for ``CREATE DATABASE``; with ``spare=False`` every clone is made when asked for.
+    """
+
+    def __init__(
+        self, cluster: DisposableCluster, prepare_template: Callable[[str], None], *, spare: bool = True
+    ) -> None:
         """``prepare_template(sqlalchemy_url)`` migrates the template, once, on first :meth:`new_database`."""
         self._cluster = cluster
         self._prepare_template = prepare_template
@@ -459,19 +470,90 @@ class DatabaseFactory:
         #: The template database's own settings (name, value), copied onto every clone.
         self._settings: list[tuple[str, str]] = []
         self._lock = threading.Lock()
+        self._keep_spare = spare
+        #: The clone being made ahead (a thread filling ``_spare_name``), taken by the next new_database.
+        self._spare_thread: threading.Thread | None = None
+        self._spare_name: str | None = None
+        self._spare_error: BaseException | None = None
+        self._spare_lock = threading.Lock()
 
     @property
     def template(self) -> str | None:
         """Name of the prepared template database (None until the first :meth:`new_database`)."""
         return self._template
 
+    def prepare(self) -> str:
+        """Build the template now (and clone a spare from it); returns the template's name."""
+        template = self._ensure_template()
+        if self._keep_spare:
+            with self._spare_lock:
+                if self._spare_thread is None and self._spare_name is None:
+                    self._start_spare()
+        return template
+
     def new_database(self) -> str:
-        """Clone the template into a new database and return its SQLAlchemy URL.
+        """A clone of the template (made ahead when possible) as a SQLAlchemy URL; the next one is begun.
 
         ``CREATE DATABASE ... TEMPLATE`` copies tables, not the database's own settings
         (``ALTER DATABASE ... SET search_path`` made by an application's migrations): those
         are copied onto each clone.
         """
+        self._ensure_template()
+        if not self._keep_spare:
+            return self._cluster.url(self._clone())
+        with self._spare_lock:
+            name = self._take_spare()
+            if name is None:
+                name = self._clone()
+            self._start_spare()
+        return self._cluster.url(name)
+
+    def drop(self, url_or_name: str) -> None:
+        """Drop a database made by :meth:`new_database`, given its URL or its name."""
+        name = unquote(urlsplit(url_or_name).path.lstrip("/")) if "://" in url_or_name else url_or_name
+        self._cluster.drop_database(name)
+
+    def settle(self) -> None:
+        """Wait for a clone being made ahead, and close the cluster's kept-open admin connection.
+
+        Call before forking: a child must not inherit a thread's half-done work or a connection
+        its parent still uses (the next statement here opens a new one).
+        """
+        thread = self._spare_thread
+        if thread is not None:
+            thread.join()
+        self._cluster.close_admin_connection()
+
+    def close(self) -> None:
+        """Drop the spare clone, if one was made ahead (the factory still works afterwards)."""
+        with self._spare_lock:
+            name = self._take_spare()
+        if name is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._cluster.drop_database(name)
+
+    def _take_spare(self) -> str | None:
+        """The clone made ahead, once it is ready (``None`` when there is none or making it failed)."""
+        thread = self._spare_thread
+        if thread is not None:
+            thread.join()
+        name, error = self._spare_name, self._spare_error
+        self._spare_thread, self._spare_name, self._spare_error = None, None, None
+        if error is not None:
+            return None  # cloning ahead failed (a restarted server, say): clone again, and fail there if it must
+        return name
+
+    def _start_spare(self) -> None:
+        def make() -> None:
+            try:
+                self._spare_name = self._clone()
+            except BaseException as exc:  # kept for the taker, who clones again
+                self._spare_error = exc
+
+        self._spare_thread = threading.Thread(target=make, name="harness-spare-clone", daemon=True)
+        self._spare_thread.start()
+
+    def _clone(self) -> str:
         name = self._cluster.create_database(template=self._ensure_template())
         for setting, value in self._settings:
             # FROM CURRENT takes the value exactly as the template holds it (a search_path list stays a list).
@@ -484,12 +566,7 @@ class DatabaseFactory:
                     sql.Identifier(setting),
                 )
             )
-        return self._cluster.url(name)
-
-    def drop(self, url_or_name: str) -> None:
-        """Drop a database made by :meth:`new_database`, given its URL or its name."""
-        name = unquote(urlsplit(url_or_name).path.lstrip("/")) if "://" in url_or_name else url_or_name
-        self._cluster.drop_database(name)
+        return name
 
     def _ensure_template(self) -> str:
         with self._lock:

@@ -114,11 +114,15 @@ def flow_target(pytestconfig: pytest.Config) -> Any:
 
 
 @pytest.fixture(scope="session")
-def flow_database_factory(postgres_cluster: Any, flow_target: Any) -> Any:
-    """Makes fresh databases cloned from a template built by the target's migrations (or its metadata)."""
+def flow_database_factory(postgres_cluster: Any, flow_target: Any) -> Iterator[Any]:
+    """Makes fresh databases cloned from a template built by the target's migrations (the next one made ahead)."""
     from harness.postgres import DatabaseFactory
 
-    return DatabaseFactory(postgres_cluster, prepare_template=flow_target.build_schema)
+    factory = DatabaseFactory(postgres_cluster, prepare_template=flow_target.build_schema)
+    try:
+        yield factory
+    finally:
+        factory.close()
 
 
 @pytest.fixture

@@ -114,6 +114,10 @@ class RunOptions:
     flow_env: tuple[tuple[str, str], ...] = ()
     #: Around the flow's call, given its timeline as it fills (``ProgressLine(...).watching``: a progress line).
     progress: Callable[[Any], AbstractContextManager[Any]] | None = None
+    #: The template the run's database is an untouched clone of, made for this run by the target's own
+    #: ``build_schema`` (replay): the db stage's schema checks are judged on the first clone of a template and
+    #: inherited by the others, and DB012 takes the template's build (its migrations from empty) as its trial.
+    template: str | None = None
 
 
 @dataclass
@@ -267,17 +271,16 @@ def _committed_keys(*timelines: Any) -> dict[str, list[tuple[Any, ...]]]:
     """Table → primary keys of every row the runs committed (what a canary cleanup removes)."""
     from harness.observe.timeline import UnitCommitted
 
-    keys: dict[str, list[tuple[Any, ...]]] = {}
+    # Dicts as ordered sets: a plan commits hundreds of keys per table, a list's `in` made this quadratic.
+    keys: dict[str, dict[tuple[Any, ...], None]] = {}
     for timeline in timelines:
         if timeline is None:
             continue
         for commit in timeline.of(UnitCommitted):
             for write in commit.writes:
                 if write.key is not None and write.op != "delete":
-                    found = keys.setdefault(write.table, [])
-                    if tuple(write.key) not in found:
-                        found.append(tuple(write.key))
-    return keys
+                    keys.setdefault(write.table, {})[tuple(write.key)] = None
+    return {table: list(found) for table, found in keys.items()}
 
 
 def _provoke(
@@ -622,6 +625,7 @@ def _run(
         llm=options.llm.value,
         observe=recorder.observe,
         disposable=disposable,
+        template=options.template,
     )
     _preflight(recorder, pre, options, settings.timeouts.probe)
 

@@ -35,6 +35,10 @@ class PreflightContext:
     disposable: tuple[Callable[[], str], Callable[[str], None]] | None = None
     #: State the db probes share (the probe connection, opened by the connect probe).
     db: dict[str, Any] = field(default_factory=dict)
+    #: The template the database is an untouched clone of (built by the target's ``build_schema`` and cloned
+    #: for this run), or ``None``: the schema checks judged on one clone of a template are inherited by the
+    #: others, and DB012 needs no trial run of its own (the template's build was one).
+    template: str | None = None
 
 
 @dataclass

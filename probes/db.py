@@ -67,6 +67,7 @@ __all__ = [
     "check_writable",
     "classify",
     "compare_schema",
+    "load_migrations_once",
     "locate_tables",
     "open_probe_connection",
     "probe_engine",
@@ -190,6 +191,18 @@ _KIND_CHECKS = {
     DBErrorKind.READ_ONLY: DB009,
     DBErrorKind.PRIVILEGE: DB008,
 }
+#: Failures of connecting itself: the server, the network, the credentials, the database's name, slots.
+_CONNECT_KINDS = frozenset(
+    {
+        DBErrorKind.REFUSED,
+        DBErrorKind.TIMEOUT,
+        DBErrorKind.UNKNOWN_HOST,
+        DBErrorKind.CONNECTION_LOST,
+        DBErrorKind.AUTH,
+        DBErrorKind.NO_DATABASE,
+        DBErrorKind.TOO_MANY_CONNECTIONS,
+    }
+)
 _MESSAGES = {
     DB001: "The database server did not accept a connection",
     DB002: "The database rejected the credentials",
@@ -253,6 +266,14 @@ def open_probe_connection(database_url: str, timeouts: Timeouts = TIMEOUTS) -> t
     """Connect as the app would; returns (findings, engine, connection) — the last two ``None`` on failure."""
     from sqlalchemy import text
 
+    from harness.dbconnect import failed_ahead
+
+    failure = failed_ahead(database_url, timeouts)
+    described = describe_db_error(failure) if failure is not None else None
+    # Only what this connection would meet too: the early attempt spoke libpq directly, so a URL
+    # parameter only SQLAlchemy understands fails there and not here (it is tried again, below).
+    if described is not None and described.kind in _CONNECT_KINDS:
+        return [_finding_for(failure, database_url)], None, None
     engine = probe_engine(database_url, timeouts)
     try:
         connection = engine.connect()
@@ -582,13 +603,39 @@ def check_writable(connection: Any) -> list[Finding]:
 # --------------------------------------------------------------------------- migrations
 
 
+#: The app's scripts per :func:`harness.migrations.scripts_fingerprint`: loaded once per process (DB011 and
+#: DB007 of every run read them), again when a revision file or the ini changes.
+_LOADED: dict[tuple[str, int, int], Any] = {}
+
+
+def load_migrations_once(migrations: Path) -> Any:
+    """The app's scripts, loaded once per process (until a script changes); ``MigrationsError`` if they cannot be.
+
+    What DB011 and DB007 judge; a command may call it early (while it waits for the database) so the
+    stage finds them loaded.
+    """
+    from harness.migrations import MigrationsError, load_migrations, scripts_fingerprint
+
+    key = scripts_fingerprint(Path(migrations))
+    if key[1] and key in _LOADED:
+        loaded = _LOADED[key]
+        if isinstance(loaded, MigrationsError):
+            raise MigrationsError(str(loaded))
+        return loaded
+    try:
+        scripts = load_migrations(Path(migrations))
+    except MigrationsError as exc:
+        _LOADED[key] = exc
+        raise
+    _LOADED[key] = scripts
+    return scripts
+
+
 def _load(migrations: Path | None) -> Any:
     """The app's scripts; ``NotApplicable`` without an ini, ``MigrationsError`` if they cannot be loaded."""
-    from harness.migrations import load_migrations
-
     if migrations is None:
         raise NotApplicable("the app names no Alembic migrations (alembic.ini)")
-    return load_migrations(Path(migrations))
+    return load_migrations_once(Path(migrations))
 
 
 def check_migration_heads(migrations: Path | None) -> list[Finding]:
@@ -765,6 +812,11 @@ def check_migrations_build_models(
             engine.dispose()
     finally:
         drop_database(url)
+    return _built_schema_findings(comparison, scripts)
+
+
+def _built_schema_findings(comparison: SchemaComparison, scripts: Any) -> list[Finding]:
+    """DB012's verdict on a database the migrations built from empty, compared with the models."""
     if not comparison.missing and not comparison.columns:
         return []
     missing_tables = [m.key for m in comparison.missing]
@@ -848,16 +900,51 @@ def server(ctx: Any) -> list[Finding]:
     return findings
 
 
+#: Verdicts of the schema checks per template: every clone of a template starts byte for byte as the
+#: template is, so what DB004, DB006, DB007, DB008 and DB012 find on the first clone a run is given holds
+#: for every later one (a replay of many cassettes pays for the comparison once).
+_TEMPLATE_VERDICTS: dict[tuple[Any, ...], list[Finding]] = {}
+
+
+def _judged_once_per_template(ctx: Any, check: Check, judge: Callable[[], list[Finding]]) -> list[Finding]:
+    """``judge()``, or its verdict on an earlier clone of the same template (``ctx.template``)."""
+    if ctx.template is None:
+        return judge()
+    from sqlalchemy.engine import make_url
+
+    from harness.config import sqlalchemy_url
+
+    url = make_url(sqlalchemy_url(ctx.settings.database_url or ""))
+    migrations = ctx.target.config.migrations
+    key = (
+        ctx.template,
+        check.id,
+        url.host,
+        url.port,
+        url.username,
+        id(ctx.target.metadata),
+        str(migrations) if migrations is not None else None,
+    )
+    if key in _TEMPLATE_VERDICTS:
+        inherited = ctx.db.setdefault("inherited", [])
+        inherited.append(check.id)
+        ctx.observe("db.inherited", {"template": ctx.template, "checks": list(inherited)})
+        return list(_TEMPLATE_VERDICTS[key])
+    findings = judge()
+    _TEMPLATE_VERDICTS[key] = list(findings)
+    return findings
+
+
 @probe(Stage.DB, emits=(DB004,), requires=CONNECT_CHECKS, applies=_metadata_missing, needs=("metadata",))
 def tables(ctx: Any) -> list[Finding]:
     """Every table the application's models map resolves, in its schema or through the search_path."""
-    return check_tables(_connection(ctx), ctx.target.metadata)
+    return _judged_once_per_template(ctx, DB004, lambda: check_tables(_connection(ctx), ctx.target.metadata))
 
 
 @probe(Stage.DB, emits=(DB006,), requires=(DB004,), applies=_metadata_missing, needs=("metadata",))
 def columns(ctx: Any) -> list[Finding]:
     """Every column the models declare exists with a type that holds what they write."""
-    return check_columns(_connection(ctx), ctx.target.metadata)
+    return _judged_once_per_template(ctx, DB006, lambda: check_columns(_connection(ctx), ctx.target.metadata))
 
 
 @probe(Stage.DB, emits=(DB011,), applies=_migrations_missing, needs=("migrations",))
@@ -869,13 +956,17 @@ def migration_heads(ctx: Any) -> list[Finding]:
 @probe(Stage.DB, emits=(DB007,), requires=CONNECT_CHECKS, applies=_migrations_missing, needs=("migrations",))
 def migrations(ctx: Any) -> list[Finding]:
     """The database is at the application's migration head(s)."""
-    return check_migration_version(_connection(ctx), ctx.target.metadata, ctx.target.config.migrations)
+    return _judged_once_per_template(
+        ctx,
+        DB007,
+        lambda: check_migration_version(_connection(ctx), ctx.target.metadata, ctx.target.config.migrations),
+    )
 
 
 @probe(Stage.DB, emits=(DB008,), requires=(DB004,), applies=_metadata_missing, needs=("metadata",))
 def privileges(ctx: Any) -> list[Finding]:
     """The role may read and write every mapped table (and use its schema and sequences)."""
-    return check_privileges(_connection(ctx), ctx.target.metadata)
+    return _judged_once_per_template(ctx, DB008, lambda: check_privileges(_connection(ctx), ctx.target.metadata))
 
 
 @probe(Stage.DB, emits=(DB009,), requires=CONNECT_CHECKS)
@@ -898,21 +989,28 @@ def _app_drivername(database_url: str | None) -> str | None:
         return None
 
 
-#: DB012's verdict per (alembic.ini, its scripts' newest change, metadata): a trial run is paid once per process.
-_TRIAL_VERDICTS: dict[tuple[str, float, int], list[Finding]] = {}
-
-
-def _scripts_changed(ini: Any) -> float:
-    from pathlib import Path
-
-    folder = Path(ini).parent
-    return max((path.stat().st_mtime for path in folder.rglob("*.py")), default=0.0)
+#: DB012's verdict per (the scripts' fingerprint, metadata): a trial run is paid once per process.
+_TRIAL_VERDICTS: dict[tuple[tuple[str, int, int], int], list[Finding]] = {}
 
 
 @probe(Stage.DB, emits=(DB012,), applies=_nothing_to_build, timeout=TIMEOUTS.migrations + 5, needs=("migrations", "metadata"))
 def migrations_build_models(ctx: Any) -> list[Finding]:
     """The application's migrations, applied from empty to a disposable database, build its models' schema."""
-    key = (str(ctx.target.config.migrations), _scripts_changed(ctx.target.config.migrations), id(ctx.target.metadata))
+    from harness.migrations import MigrationsError, scripts_fingerprint
+
+    if ctx.template is not None and "connection" in ctx.db:
+        # The database is an untouched clone of a template the application's own migrations built from
+        # empty (Target.build_schema): that build was this check's trial, and the clone shows what it built.
+        try:
+            scripts = _load(ctx.target.config.migrations)
+        except MigrationsError as exc:
+            raise ProbeSkipped(f"the migrations cannot be loaded (DB011): {exc}") from None
+        return _judged_once_per_template(
+            ctx, DB012, lambda: _built_schema_findings(compare_schema(_connection(ctx), ctx.target.metadata), scripts)
+        )
+    # The scripts' folders, not everything under the ini's folder: an ini at a repository's root would
+    # have every file of the checkout (and its virtualenv) walked on every run.
+    key = (scripts_fingerprint(ctx.target.config.migrations), id(ctx.target.metadata))
     if ctx.disposable is not None and key in _TRIAL_VERDICTS:
         return list(_TRIAL_VERDICTS[key])
     new_database, drop_database = ctx.disposable or (None, None)

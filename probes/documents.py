@@ -75,6 +75,15 @@ def same(saved: Any, generated: Any) -> bool:
     """``saved`` (read back) holds what ``generated`` (the document, or what was written) meant."""
     if _empty(generated):
         return _empty(saved)
+    # Fast paths, same answers: finding which column holds a field compares every document with every column.
+    kind = type(saved)
+    if kind is type(generated):
+        if kind is str:
+            return saved == generated or (
+                saved.lower() == generated.lower() and (saved.isupper() or generated.isupper())
+            )
+        if kind is int and saved == generated:
+            return True
     if isinstance(saved, str) and isinstance(generated, (list, dict)):
         try:
             saved = json.loads(saved)

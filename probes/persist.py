@@ -228,14 +228,10 @@ class Readback:
 
     def rows_by_key(self, table: Any, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], dict[str, Any]]:
         """Full rows of ``table`` (an application ``Table``) for these primary keys, as its column types read them."""
-        from sqlalchemy import select, tuple_
-
         pk = list(table.primary_key.columns)
         found: dict[tuple[Any, ...], dict[str, Any]] = {}
         for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start : start + _CHUNK]
-            where = pk[0].in_([key[0] for key in chunk]) if len(pk) == 1 else tuple_(*pk).in_(chunk)
-            for row in self.execute(select(table).where(where)):
+            for row in self.execute(_select_by_keys(table, pk, keys[start : start + _CHUNK])):
                 values = {column.name: row._mapping[column] for column in table.columns}
                 found[tuple(values[column.name] for column in pk)] = values
         return found
@@ -252,6 +248,42 @@ class Readback:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+def _select_by_keys(table: Any, pk: list[Any], keys: list[tuple[Any, ...]]) -> Any:
+    """``SELECT`` the rows of ``table`` with these primary keys.
+
+    Keys of plain types travel as one array per key column (``= ANY(...)``, or a join on
+    ``unnest(...)`` for a composite key): the statement's text is the same for any number of keys,
+    so it is compiled and planned once, where ``IN`` with a parameter per key — 468 of them for a
+    plan's dependency edges — cost ~10 ms a table to render, parse and plan. Other key types keep ``IN``.
+    """
+    from sqlalchemy import Enum, and_, any_, bindparam, func, select, tuple_
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    if not all(isinstance(column.type, _ARRAY_KEY_TYPES) and not isinstance(column.type, Enum) for column in pk):
+        where = pk[0].in_([key[0] for key in keys]) if len(pk) == 1 else tuple_(*pk).in_(keys)
+        return select(table).where(where)
+    arrays = [
+        bindparam(f"keys_{index}", [key[index] for key in keys], type_=ARRAY(column.type))
+        for index, column in enumerate(pk)
+    ]
+    if len(pk) == 1:
+        return select(table).where(pk[0] == any_(arrays[0]))
+    names = [f"key_{index}" for index in range(len(pk))]
+    wanted = func.unnest(*arrays).table_valued(*names).render_derived(name="wanted_keys")
+    # DISTINCT: a key asked for twice must not read its row twice.
+    wanted = select(*wanted.c).distinct().subquery("wanted_keys")
+    return select(table).join(wanted, and_(*(column == wanted.c[name] for column, name in zip(pk, names, strict=True))))
+
+
+def _array_key_types() -> tuple[type, ...]:
+    from sqlalchemy import types
+
+    return (types.Integer, types.String, types.Uuid, types.Date, types.DateTime)
+
+
+_ARRAY_KEY_TYPES = _array_key_types()
 
 
 # -- what was committed, read back and matched ------------------------------------------------

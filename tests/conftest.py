@@ -1,4 +1,4 @@
-"""Shared fixtures: the local stand-in APIs, wired to a fresh database.
+"""Shared fixtures: the local stand-in APIs, wired to a fresh database; one cluster for the subprocesses too.
 
 The disposable-database fixtures (``flow_database_url`` and friends) come from the
 project's own pytest plugin, ``harness.pytest_plugin``.
@@ -6,6 +6,7 @@ project's own pytest plugin, ``harness.pytest_plugin``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
@@ -16,6 +17,25 @@ from tests.support.wire_server import WireScript, WireServer
 
 FAKE_ANTHROPIC_KEY = "sk-ant-test-3b8f0e1d7c6a5b4e"
 FAKE_OPENAI_KEY = "sk-proj-test-9a8b7c6d5e4f3a2b"
+#: Where this session's cluster is offered to the commands the tests run as subprocesses (read by
+#: ``tests.integration.test_cli.harness`` and the plugin's pytester tests, never by the harness itself).
+SHARED_CLUSTER_ENV = "HARNESS_TESTS_SHARED_DATABASE_URL"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cluster_for_subprocesses(postgres_cluster) -> Iterator[str]:
+    """The session's cluster, for `harness` subprocesses to attach to through the external-DSN provider.
+
+    A `harness replay` or `record --disposable-db` started by a test would otherwise start (and
+    stop) a cluster of its own; the commands are what those tests exercise, the provider chain is
+    tested in tests/harness/test_postgres.py. Each subprocess still creates and drops its own databases.
+    """
+    url = postgres_cluster.info.url("postgres")
+    os.environ[SHARED_CLUSTER_ENV] = url
+    try:
+        yield url
+    finally:
+        os.environ.pop(SHARED_CLUSTER_ENV, None)
 
 
 @pytest.fixture

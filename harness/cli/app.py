@@ -28,6 +28,7 @@ __all__ = [
     "UsageProblem",
     "cli",
     "config_option",
+    "load_application",
     "main",
     "progress_watcher",
     "target_from",
@@ -58,17 +59,46 @@ def config_option(command: F) -> F:
 
 
 def target_from(config_file: Path | None, *, load: bool = True) -> Any:
-    """The target for ``--config`` (or the working directory); its problems are bad usage (exit 2)."""
+    """The target for ``--config`` (or the working directory); its problems are bad usage (exit 2).
+
+    ``load=False`` reads the configuration only; :func:`load_application` imports the application.
+    """
     from harness.target import TargetError, load_target
 
     try:
         target = load_target(config_file)
-        if load:
-            _ = target.flow, target.metadata, target.code
-            target.check_points()
-        return target
     except TargetError as exc:
         raise UsageProblem(str(exc)) from None
+    if load:
+        load_application(target)
+    return target
+
+
+def load_application(target: Any, *, flow: bool = True) -> None:
+    """Import what a run needs of the application: its models, migrations and code roots, and (``flow``)
+    the flow and its points.
+
+    A run that never calls the flow (``--llm off``, ``--read-only``, the env and db stages alone)
+    skips importing it, and the SDKs it imports: a second or more of start-up. Migrations that do
+    not load are DB011's finding, not bad usage.
+    """
+    from harness.migrations import MigrationsError
+    from harness.target import TargetError
+
+    try:
+        _ = target.metadata, target.code
+        if flow:
+            _ = target.flow
+            target.check_points()
+    except TargetError as exc:
+        raise UsageProblem(str(exc)) from None
+    if target.config.migrations is not None:
+        from probes.db import load_migrations_once
+
+        try:
+            load_migrations_once(target.config.migrations)
+        except MigrationsError:
+            pass  # the db stage reports it (DB011)
 
 
 def progress_watcher(label: str = "", *, output_format: str = "text") -> Any:

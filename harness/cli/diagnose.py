@@ -10,7 +10,16 @@ from typing import Any
 
 import click
 
-from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, progress_watcher, target_from
+from harness.cli.app import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    UsageProblem,
+    cli,
+    config_option,
+    load_application,
+    progress_watcher,
+    target_from,
+)
 from harness.cli.report import check_reports_dir, reports_dir_option, write_reports
 
 _MARKS = {"passed": "✔", "warned": "!", "failed": "✘", "blocked": "·", "skipped": "-", "not_applicable": "–"}
@@ -107,12 +116,9 @@ def diagnose(
     from harness.interrupts import Interrupted
     from harness.postgres import EmptyDatabases, ProviderUnknown, check_provider_setting
     from harness.redaction import redact_url, register_secret
-    from harness.reports import ReportedRun, RunContext
-    from harness.runner import FlowRequest, LLMMode, RunOptions, run_flow
-    from probes import auth
-    from probes.core import Level, Stage
 
-    target = target_from(config_file)
+    # The configuration is read here; the application is imported below, once it is known to be needed.
+    target = target_from(config_file, load=False)
     url_variable = target.config.database_url_env
     environ: dict[str, str] = dict(os.environ)
     if env_file is not None:
@@ -126,6 +132,17 @@ def diagnose(
         raise UsageProblem(str(exc)) from None
     for secret in (settings.anthropic_api_key, settings.openai_api_key, token, token_secret):
         register_secret(secret)
+    if settings.database_url and (not stages or "db" in stages):
+        from harness.dbconnect import connect_ahead
+
+        # Before the heavy imports: a server that never answers costs the connect timeout from here.
+        connect_ahead(settings.database_url, settings.timeouts)
+
+    from harness.reports import ReportedRun, RunContext
+    from harness.runner import FLOW_STAGES, FlowRequest, LLMMode, RunOptions, run_flow
+    from probes import auth
+    from probes.core import Level, Stage
+
     if settings.database_url:
         try:
             sqlalchemy_url(settings.database_url)
@@ -155,6 +172,9 @@ def diagnose(
         check_provider_setting()  # DB012 may start a scratch cluster: a typo is bad input now, not a finding later
     except ProviderUnknown as exc:
         raise UsageProblem(str(exc)) from None
+    # The application (and the SDKs it imports) only when its flow will be called.
+    calls_flow = mode in (LLMMode.FULL, LLMMode.REPLAY) and bool(selected & set(FLOW_STAGES)) and not read_only
+    load_application(target, flow=calls_flow)
     started, clock = datetime.now(UTC), time.perf_counter()
     request = FlowRequest(request_text or DEFAULT_LIVE_REQUEST, user_id, session_id)
     options = RunOptions(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli.app import UsageProblem, cli, config_option, target_from
+from harness.cli.app import UsageProblem, cli, config_option, load_application, target_from
 
 
 @cli.command()
@@ -29,7 +29,8 @@ def migrate(revision: str, config_file: Path | None) -> None:
     from harness.redaction import redact_url
     from harness.target import TargetError
 
-    target = target_from(config_file)
+    target = target_from(config_file, load=False)
+    load_application(target, flow=False)  # the schema is built; the flow is not run
     variable = target.config.database_url_env
     url = os.environ.get(variable, "").strip()
     if not url:

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import click
 
-from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, progress_watcher, target_from
+from harness.cli.app import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    UsageProblem,
+    cli,
+    config_option,
+    load_application,
+    progress_watcher,
+    target_from,
+)
 from harness.cli.report import check_reports_dir, reports_dir_option, write_reports
 
 #: A cassette name becomes a file name: keep it to what every file system and shell accepts.
@@ -115,7 +124,7 @@ def record(
     if not request.strip():
         raise UsageProblem("REQUEST is empty: give the project description the /masterplan command would get")
 
-    target = target_from(config_file)
+    target = target_from(config_file, load=False)
     url_variable = target.config.database_url_env
     recorded_env = {name: value for name, value in os.environ.items() if name.startswith(MODELS_ENV_PREFIX)}
     for item in flow_env:
@@ -148,6 +157,8 @@ def record(
             check_provider_setting()
         except ProviderUnknown as exc:
             raise UsageProblem(str(exc)) from None
+    # The application (and the SDKs it imports: seconds) once the input is known to be usable.
+    load_application(target)
     made_with = "the live APIs"
     if anthropic_base_url or openai_base_url or settings.anthropic_base_url or settings.openai_base_url:
         merged = settings.with_overrides(**overrides)

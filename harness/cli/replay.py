@@ -9,7 +9,16 @@ from typing import Any
 
 import click
 
-from harness.cli.app import EXIT_FINDINGS, EXIT_OK, UsageProblem, cli, config_option, progress_watcher, target_from
+from harness.cli.app import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    UsageProblem,
+    cli,
+    config_option,
+    load_application,
+    progress_watcher,
+    target_from,
+)
 from harness.cli.report import check_reports_dir, reports_dir_option, write_reports
 
 
@@ -23,11 +32,23 @@ from harness.cli.report import check_reports_dir, reports_dir_option, write_repo
     show_default=True,
     help="text for people, json for machines.",
 )
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Cassettes replayed at once, each in its own process on its own database [default: the cores].",
+)
 @reports_dir_option
 @config_option
 @click.pass_context
 def replay(
-    ctx: click.Context, paths: tuple[Path, ...], output_format: str, reports_dir: Path, config_file: Path | None
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    output_format: str,
+    jobs: int | None,
+    reports_dir: Path,
+    config_file: Path | None,
 ) -> None:
     """Replay cassettes through the application's flow on a disposable PostgreSQL.
 
@@ -37,10 +58,14 @@ def replay(
     application is the one --config names (default: found from here upward, else the
     bundled reference flow).
 
+    Cassettes replay side by side (-j, default: the cores); results are shown and reported in
+    cassette order. The checks of the database's schema are judged once, on the first clone
+    of the template: every other clone starts as the same copy and inherits that verdict.
+
     \b
     Example:
       harness replay
-      harness replay cassettes/healthy-task-manager.yaml
+      harness replay -j 1 cassettes/healthy-task-manager.yaml
 
     Exits 0 when every verdict matches its cassette's expectation, 1 when one does not, 2 on
     bad input (a broken cassette or an expectation no replay can give, no PostgreSQL, an
@@ -53,7 +78,7 @@ def replay(
 
     from harness.replay import flow_env
 
-    target = target_from(config_file)
+    target = target_from(config_file, load=False)
     folders = list(paths) or [Path("cassettes")]
     try:
         metas = [load_meta(path) for path in discover_cassettes(folders)]
@@ -62,11 +87,13 @@ def replay(
     except CassetteError as exc:
         raise UsageProblem(str(exc)) from None
     check_reports_dir(reports_dir)
+    # The application (and the SDKs it imports: seconds) once the input is known to be usable.
+    load_application(target)
 
     from harness.interrupts import Interrupted
     from harness.logs import get_logger, log_report
     from harness.postgres import DatabaseFactory, PostgresUnavailable, ProviderUnknown, start_cluster
-    from harness.replay import replay_all
+    from harness.replay import default_jobs, replay_all
     from harness.reports import ReportedRun, RunContext
 
     started = datetime.now(UTC)
@@ -101,21 +128,34 @@ def replay(
             for r in results
         ]
 
+    jobs = min(jobs or default_jobs(), len(metas))
     try:
         with cluster:
             factory = DatabaseFactory(cluster, prepare_template=target.build_schema)
             if output_format == "text":
-                click.echo(f"Replaying {len(metas)} cassette(s) on disposable PostgreSQL ({cluster.info.provider}).")
+                at_once = f", {jobs} at a time" if jobs > 1 else ""
+                click.echo(
+                    f"Replaying {len(metas)} cassette(s) on disposable PostgreSQL ({cluster.info.provider}){at_once}."
+                )
             width = max(len(meta.name) for meta in metas)
-            results = replay_all(
-                metas,
-                factory.new_database,
-                factory.drop,
-                target=target,
-                on_result=on_result,
-                empty_database=(lambda: cluster.url(cluster.create_database()), factory.drop),
-                progress_for=lambda meta: progress_watcher(meta.name, output_format=output_format),
-            )
+            try:
+                results = replay_all(
+                    metas,
+                    factory.new_database,
+                    factory.drop,
+                    target=target,
+                    on_result=on_result,
+                    empty_database=(lambda: cluster.url(cluster.create_database()), factory.drop),
+                    # One progress line at a time: side by side, runs would overwrite each other's.
+                    progress_for=(lambda meta: progress_watcher(meta.name, output_format=output_format))
+                    if jobs == 1
+                    else None,
+                    template=factory.prepare(),
+                    jobs=jobs,
+                    before_fork=factory.settle,
+                )
+            finally:
+                factory.close()
     except Interrupted as stopped:
         # The cluster is stopped (its `with` has unwound); keep the report of what finished.
         folder = write_reports("replay", reported(finished), context(stopped.signal_name), reports_dir)

@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import sqlalchemy
+from sqlalchemy import make_url
 
 from harness.config import TIMEOUTS
 from harness.postgres import (
@@ -166,6 +167,37 @@ def test_factory_prepares_template_once_and_clones_are_independent(cluster: Disp
     factory.drop(second_name)
     names = "SELECT count(*) FROM pg_database WHERE datname IN ('%s', '%s')" % (first_name, second_name)
     assert scalar(cluster, names) == 0
+
+
+def _databases(cluster: DisposableCluster) -> set[str]:
+    return set(scalar(cluster, "SELECT string_agg(datname, ',') FROM pg_database").split(","))
+
+
+def test_factory_clones_the_next_database_ahead_and_close_drops_it(cluster: DisposableCluster) -> None:
+    """Each new database was cloned while the previous one was in use; the spare left at the end is dropped by close()."""
+    before = _databases(cluster)
+    factory = DatabaseFactory(cluster, lambda url: cluster.run_sql("CREATE TABLE t (id int)", make_url(url).database))
+    template = factory.prepare()
+    factory.settle()  # the spare prepare() began is made
+    (spare,) = _databases(cluster) - before - {template}
+    first = make_url(factory.new_database()).database
+    assert first == spare  # handed out without cloning, and the next one is begun
+    factory.settle()
+    (ahead,) = _databases(cluster) - before - {template, first}
+    assert scalar(cluster, "SELECT string_agg(tablename, ',') FROM pg_tables WHERE schemaname = 'public'", ahead) == "t"
+    factory.drop(first)
+    factory.close()
+    assert _databases(cluster) - before == {template}
+
+
+def test_factory_without_a_spare_clones_when_asked(cluster: DisposableCluster) -> None:
+    """spare=False makes each clone on demand and leaves no other database behind."""
+    before = _databases(cluster)
+    factory = DatabaseFactory(cluster, lambda url: None, spare=False)
+    template = factory.prepare()
+    url = factory.new_database()
+    assert _databases(cluster) - before == {template, make_url(url).database}
+    factory.drop(url)
 
 
 def test_failed_template_preparation_is_retried_and_leaves_nothing(cluster: DisposableCluster) -> None:

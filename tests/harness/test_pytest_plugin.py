@@ -62,6 +62,12 @@ def test_missing_cassette(flow_runner):
 """
 
 
+@pytest.fixture(autouse=True)
+def inner_sessions_share_the_cluster(monkeypatch: pytest.MonkeyPatch, cluster_for_subprocesses: str) -> None:
+    """The pytest sessions run here attach to this session's cluster instead of starting their own."""
+    monkeypatch.setenv("HARNESS_TEST_DATABASE_URL", cluster_for_subprocesses)
+
+
 @pytest.fixture
 def stand_ins(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[WireServer]]:
     """Stand-in APIs serving one healthy flow, reachable through the environment as a recording needs."""

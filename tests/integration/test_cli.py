@@ -25,6 +25,10 @@ def harness(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: floa
     command = [exe, *args] if exe else [sys.executable, "-m", "harness.cli", *args]
     # Reports go to a scratch folder unless a test says otherwise: tests never litter the repo's reports/.
     base = {**os.environ, "HARNESS_REPORTS_DIR": os.environ.get("HARNESS_TEST_REPORTS_DIR", _SCRATCH_REPORTS)}
+    # The session's cluster (tests/conftest.py), unless the test chooses where PostgreSQL comes from itself.
+    shared = os.environ.get("HARNESS_TESTS_SHARED_DATABASE_URL")
+    if shared and not {"HARNESS_TEST_DATABASE_URL", "HARNESS_PG_PROVIDER"} & set(env or {}):
+        base["HARNESS_TEST_DATABASE_URL"] = shared
     return subprocess.run(
         command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**base, **(env or {})}
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import psycopg
@@ -129,6 +130,9 @@ def test_a_bad_config_is_one_line_naming_the_file_and_exit_2(tmp_path: Path, com
     config = tmp_path / "pyproject.toml"
     if text is not None:
         config.write_text(text)
+    # Usable cassettes: replay checks its input before it imports the application, so the flow's import is reached.
+    (tmp_path / "cassettes").mkdir()
+    shutil.copy(ROOT / "cassettes" / "healthy-task-manager.yaml", tmp_path / "cassettes")
     env = {**KEYS, "DATABASE_URL": ELSEWHERE}
     result = harness(*_COMMANDS[command], "--config", str(config), env=env, cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -36,12 +37,22 @@ def _edit_meta(path: Path, **changes: str) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-@pytest.mark.slow
-def test_every_committed_cassette_replays_to_its_expected_verdict() -> None:
-    """The default replay over cassettes/ matches every expectation and exits 0."""
+@pytest.fixture(scope="module")
+def committed() -> tuple[subprocess.CompletedProcess, dict]:
+    """One `harness replay --format json` over cassettes/ (side by side, the default), shared by the tests reading it."""
     result = harness("replay", "--format", "json")
+    return result, (json.loads(result.stdout) if result.stdout.startswith("{") else {})
+
+
+def _cassette(report: dict, name: str) -> dict:
+    return next(c for c in report["runs"] if c["name"] == name)
+
+
+@pytest.mark.slow
+def test_every_committed_cassette_replays_to_its_expected_verdict(committed) -> None:
+    """The default replay over cassettes/ matches every expectation and exits 0."""
+    result, report = committed
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
-    report = json.loads(result.stdout)  # the versioned report, as report.json holds it
     assert report["summary"]["mismatched"] == 0
     assert {c["name"] for c in report["runs"]} == {s.name for s in SCENARIOS}
     # Our flow commits each unit of work exactly once, also when a batch fails: no double-commit warning.
@@ -61,11 +72,11 @@ def test_committed_cassettes_match_the_scenarios_that_made_them() -> None:
     assert {name: meta.expect for name, meta in metas.items()} == {s.name: s.intended for s in SCENARIOS}
 
 
-def test_truncated_cassette_is_reported_at_llm_with_stop_reason(tmp_path: Path) -> None:
+def test_truncated_cassette_is_reported_at_llm_with_stop_reason(committed) -> None:
     """The max_tokens cassette fails at stage llm with LLM001 and stop_reason in the evidence, not a parse error."""
-    result = harness("replay", "--format", "json", str(CASSETTES / "masterplan-max-tokens.yaml"))
+    result, report = committed
     assert result.returncode == 0, result.stderr
-    (cassette,) = json.loads(result.stdout)["runs"]
+    cassette = _cassette(report, "masterplan-max-tokens")
     first = cassette["first_failure"]
     assert (first["stage"], first["id"], first["point"]) == ("llm", "LLM001", "masterplan")
     assert first["evidence"]["stop_reason"] == "max_tokens"
@@ -108,7 +119,7 @@ def test_no_secret_survives_in_any_cassette() -> None:
             assert header not in text.lower(), (path, header)
 
 
-def test_single_call_fails_where_batched_succeeds_and_the_failing_batch_is_named() -> None:
+def test_single_call_fails_where_batched_succeeds_and_the_failing_batch_is_named(committed) -> None:
     """The comparison: single-call mode stops at max_tokens, the same request batched passes; batch 2's cut is named."""
     names = ("masterplan-max-tokens", "masterplan-max-tokens-batched", "masterplan-batch-2-max-tokens")
     default = Models().generation_mode  # the flow reads MASTERPLAN_GENERATION_MODE; the cassette keeps what it ran with
@@ -117,10 +128,48 @@ def test_single_call_fails_where_batched_succeeds_and_the_failing_batch_is_named
         for name in names
     }
     assert modes == dict(zip(names, ("single", "batched", "batched"), strict=True))
-    result = harness("replay", "--format", "json", *(str(CASSETTES / f"{name}.yaml") for name in names))
+    result, report = committed
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
-    by_name = {c["name"]: c for c in json.loads(result.stdout)["runs"]}
+    by_name = {c["name"]: c for c in report["runs"] if c["name"] in names}
     assert by_name["masterplan-max-tokens"]["first_failure"]["point"] == "masterplan"
     assert by_name["masterplan-max-tokens-batched"]["verdict"] == "pass"
     first = by_name["masterplan-batch-2-max-tokens"]["first_failure"]
     assert (first["id"], first["point"]) == ("LLM001", "masterplan.batch-2")
+
+
+def _outcomes(cassette: dict) -> dict[tuple[str, str], str]:
+    return {(check["id"], check["point"]): check["outcome"] for check in cassette["checks"]}
+
+
+@pytest.mark.slow
+def test_side_by_side_replay_reports_what_one_at_a_time_does_in_cassette_order(committed, tmp_path: Path) -> None:
+    """`-j 1` over some committed cassettes gives each the verdict and check outcomes the side-by-side run gave,
+    and both list cassettes, in their output and in report.json, in the order the cassettes were found."""
+    names = ["discovery-rate-limited", "healthy-task-manager", "masterplan-batch-3-stream-cut", "masterplan-wrong-total"]
+    first_run, side_by_side = committed
+    assert [c["name"] for c in side_by_side["runs"]] == [load_meta(p).name for p in discover_cassettes([CASSETTES])]
+    result = harness("replay", "-j", "1", "--format", "json", *(str(CASSETTES / f"{name}.yaml") for name in names))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    one_at_a_time = json.loads(result.stdout)
+    assert [c["name"] for c in one_at_a_time["runs"]] == names
+    for cassette in one_at_a_time["runs"]:
+        other = _cassette(side_by_side, cassette["name"])
+        assert (cassette["verdict"], _outcomes(cassette)) == (other["verdict"], _outcomes(other)), cassette["name"]
+    for run, report in ((first_run, side_by_side), (result, one_at_a_time)):
+        folder = re.search(r"Reports: (\S+?)/?$", run.stderr, re.MULTILINE)
+        assert folder, run.stderr
+        written = json.loads((Path(folder.group(1)) / "report.json").read_text())
+        assert [r["name"] for r in written["runs"]] == [c["name"] for c in report["runs"]]
+
+
+def test_side_by_side_text_output_keeps_cassette_order(tmp_path: Path) -> None:
+    """With two processes, the text rows still come one per cassette, in cassette order, with the count of processes."""
+    # The first waits out the flow's retries (over a second); the other two finish before it.
+    names = ["discovery-overloaded", "masterplan-dependency-cycle", "discovery-missing-fields"]
+    for index, name in enumerate(names):  # file names sort in this order, the cassettes' own names do not
+        shutil.copy(CASSETTES / f"{name}.yaml", tmp_path / f"{index}-{name}.yaml")
+    result = harness("replay", "-j", "2", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 cassette(s) on disposable PostgreSQL" in result.stdout and "2 at a time" in result.stdout
+    rows = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("  ✔")]
+    assert rows == names

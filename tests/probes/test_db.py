@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 from sqlalchemy.engine import make_url
 
+from harness.config import TIMEOUTS, Settings, plain_url
+from harness.dbconnect import connect_ahead
 from harness.flow.database import migrations_ini
 from harness.flow.models import metadata
+from harness.replay import REPLAY_ANTHROPIC_KEY
+from harness.runner import FlowRequest, LLMMode, RunOptions, run_flow
+from harness.target import Target, reference_config
 from probes import db
+from probes.core import Stage
 
 
 def _connect_findings(url: str) -> list:
@@ -196,3 +207,88 @@ def test_old_server_version_is_db005(monkeypatch) -> None:
 
     findings, facts = db.check_server(FakeConnection())
     assert [f.id for f in findings] == ["DB005"] and facts["server_version"] == "11.22"
+
+
+# -- connecting ahead, and schema verdicts a clone inherits from its template -------------------------
+
+
+@pytest.fixture
+def counting_listener() -> Iterator[tuple[int, list]]:
+    """A TCP port that accepts connections, never answers, and keeps each one (so they can be counted)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    accepted: list = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], accepted
+    stop.set()
+    thread.join(2)
+    for connection in accepted:
+        connection.close()
+    server.close()
+
+
+def test_a_connection_begun_ahead_that_timed_out_is_the_verdict_without_a_second_wait(counting_listener) -> None:
+    """diagnose begins connecting before its imports: the probe reports that attempt's timeout and never connects again."""
+    port, accepted = counting_listener
+    url = f"postgresql://u:p@127.0.0.1:{port}/x"
+    connect_ahead(url, TIMEOUTS)
+    (finding,) = _connect_findings(url)
+    assert finding.id == "DB001" and finding.evidence["error_type"] == "ConnectionTimeout"
+    assert len(accepted) == 1  # the early attempt only: the probe did not wait out a timeout of its own
+
+
+def test_a_connection_begun_ahead_that_succeeded_leaves_the_probe_connecting_as_usual(flow_database_url) -> None:
+    """When the early attempt connected, the probe opens its own connection, and a healthy database passes."""
+    connect_ahead(flow_database_url, TIMEOUTS)
+    findings, engine, connection = db.open_probe_connection(flow_database_url)
+    try:
+        assert findings == [] and connection.closed is False
+    finally:
+        connection.close()
+        engine.dispose()
+
+
+def _preflight(url: str, template: str | None) -> Any:
+    settings = Settings(database_url=plain_url(url), anthropic_api_key=REPLAY_ANTHROPIC_KEY)
+    options = RunOptions(stages=frozenset({Stage.ENV, Stage.DB, Stage.AUTH}), llm=LLMMode.REPLAY, template=template)
+    return run_flow(settings, FlowRequest("plan", "user-1", "sid-1"), target=Target(reference_config()), options=options)
+
+
+def _outcome(run: Any, check_id: str) -> str:
+    return next(o.outcome.value for o in run.report.outcomes if o.check.id == check_id)
+
+
+def test_clones_of_one_template_inherit_its_schema_verdict_and_others_are_judged_afresh(
+    postgres_cluster, flow_database_factory
+) -> None:
+    """The schema checks judged on one clone of a template (DB012 from the template's own build by the migrations)
+    are inherited by its other clones; a database not declared a clone is judged on its own, and a broken one fails."""
+    template = flow_database_factory.prepare()
+    first, second, other = (flow_database_factory.new_database() for _ in range(3))
+    schema_checks = ["DB004", "DB006", "DB007", "DB008", "DB012"]
+    try:
+        judged = _preflight(first, template)
+        # No disposable database was given: DB012 judged the clone the migrations' build made, no trial of its own.
+        assert [_outcome(judged, c) for c in schema_checks] == ["passed"] * 5
+        inherited = _preflight(second, template)
+        assert inherited.observations["db.inherited"] == {"template": template, "checks": schema_checks}
+        assert [_outcome(inherited, c) for c in schema_checks] == ["passed"] * 5
+        postgres_cluster.run_sql("ALTER TABLE masterplans DROP COLUMN total_milestones", make_url(other).database)
+        afresh = _preflight(other, None)
+        assert "db.inherited" not in afresh.observations and _outcome(afresh, "DB006") == "failed"
+        assert _outcome(afresh, "DB012") == "skipped"  # not a clone, and no disposable database for a trial
+    finally:
+        for url in (first, second, other):
+            flow_database_factory.drop(url)

@@ -20,7 +20,21 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import JSON, Column, ForeignKey, Integer, MetaData, String, Table, Uuid, create_engine, insert, select
+from sqlalchemy import (
+    JSON,
+    Column,
+    Enum,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+    Uuid,
+    create_engine,
+    insert,
+    select,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import NullPool
@@ -377,6 +391,41 @@ def test_readback_returns_committed_rows_by_key_as_their_types_read_them(flow_da
     assert len(found) == 1200 and ("b", 5000) not in found
     assert found[("b", 1200)] == {"book": "b", "line": 1200, "body": {"n": 1200}}
     assert by_uuid == {(note,): {"id": note, "text": "kept"}}
+
+
+class _Code(TypeDecorator):
+    """An application's own key type: text stored upper-cased."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        return value.upper() if value is not None else None
+
+
+def test_readback_reads_keys_of_the_applications_own_types_and_each_row_once(flow_database_url) -> None:
+    """A key of the app's own type (a TypeDecorator), a native enum key and a composite key asked for twice:
+    each row comes back once, as its type reads it."""
+    metadata = MetaData()
+    codes = Table("codes", metadata, Column("code", _Code, primary_key=True), Column("label", String))
+    level = Enum("low", "high", name="level")
+    levels = Table("levels", metadata, Column("level", level, primary_key=True), Column("weight", Integer))
+    pairs = Table("pairs", metadata, Column("a", Integer, primary_key=True), Column("b", Integer, primary_key=True))
+    engine = create_engine(sqlalchemy_url(flow_database_url), poolclass=NullPool)
+    with engine.begin() as connection:
+        metadata.create_all(connection)
+        connection.execute(insert(codes), [{"code": "ab", "label": "first"}, {"code": "cd", "label": "second"}])
+        connection.execute(insert(levels), [{"level": "low", "weight": 1}, {"level": "high", "weight": 9}])
+        connection.execute(insert(pairs), [{"a": 1, "b": 2}, {"a": 2, "b": 1}])
+    engine.dispose()
+    reader = persist.Readback(flow_database_url)
+    try:
+        assert reader.rows_by_key(codes, [("ab",), ("zz",)]) == {("AB",): {"code": "AB", "label": "first"}}
+        assert reader.rows_by_key(levels, [("high",)]) == {("high",): {"level": "high", "weight": 9}}
+        found = reader.rows_by_key(pairs, [(1, 2), (1, 2), (2, 1), (3, 3)])
+    finally:
+        reader.close()
+    assert found == {(1, 2): {"a": 1, "b": 2}, (2, 1): {"a": 2, "b": 1}}
 
 
 def test_readback_sees_only_what_is_committed(flow_database_url, scratch_tables) -> None:
