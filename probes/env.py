@@ -31,8 +31,9 @@ ENV001 = Check(
     "ENV001",
     Stage.ENV,
     Level.ERROR,
-    "DATABASE_URL is set",
-    "Set DATABASE_URL to the PostgreSQL URL the application writes to, e.g. postgresql://user:pass@host:5432/db.",
+    "database URL is set",
+    "Set the application's database URL variable (DATABASE_URL, or the one database-url-env names) to the "
+    "PostgreSQL URL it writes to, e.g. postgresql://user:pass@host:5432/db.",
 )
 ENV002 = Check(
     "ENV002",
@@ -52,8 +53,8 @@ ENV004 = Check(
     "ENV004",
     Stage.ENV,
     Level.ERROR,
-    "DATABASE_URL is a PostgreSQL URL",
-    "Write DATABASE_URL as postgresql://user:password@host:port/database (postgresql+psycopg:// also works).",
+    "database URL is a PostgreSQL URL",
+    "Write the database URL as postgresql://user:password@host:port/database (postgresql+psycopg:// also works).",
 )
 ENV005 = Check(
     "ENV005",
