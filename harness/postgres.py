@@ -329,6 +329,13 @@ class DisposableCluster:
                         raise
                     self._admin.close()
                     self._admin = None
+                except BaseException:
+                    # Cut short mid-statement (a signal's Interrupted): the connection is still busy
+                    # with it, and the next statement would fail with "another command is already
+                    # in progress". Close it; the next statement opens another.
+                    self._admin.close()
+                    self._admin = None
+                    raise
 
     def database_settings(self, name: str) -> list[tuple[str, str]]:
         """The settings made with ``ALTER DATABASE name SET ...`` (for every role), as (name, value)."""

@@ -320,14 +320,18 @@ def _replay_concurrently(
             raise failed[0]
         pool.close()
     finally:
-        stop.set()
-        for _ in range(jobs + 1):
-            slots.release()  # the task thread may wait for a slot: let it see the stop
-        pool.terminate()
-        pool.join()
-        _FORKED.clear()
-        for url in urls.values():
-            drop_database(url)
+        from harness import interrupts
+
+        # A signal here waits until the children are ended and their databases dropped.
+        with interrupts.cleanup():
+            stop.set()
+            for _ in range(jobs + 1):
+                slots.release()  # the task thread may wait for a slot: let it see the stop
+            pool.terminate()
+            pool.join()
+            _FORKED.clear()
+            for url in list(urls.values()):
+                drop_database(url)
     return [results[index] for index in range(len(metas))]
 
 

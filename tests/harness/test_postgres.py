@@ -337,3 +337,28 @@ def test_a_killed_owners_cluster_is_swept_by_the_next_start() -> None:
         time.sleep(0.01)
     assert not port_accepts(int(port))
     assert not Path(data_dir).exists()
+
+
+class _CutShort(BaseException):
+    """Stands for harness.interrupts.Interrupted: raised by a signal handler in the middle of a statement."""
+
+
+def test_a_statement_cut_short_by_a_signal_leaves_the_admin_connection_usable(cluster: DisposableCluster) -> None:
+    """A signal's exception raised while the admin connection waits on a statement must not leave it busy:
+    the cleanup that follows (dropping databases) ran into 'another command is already in progress'."""
+
+    def cut_short(signum: int, frame: object) -> None:
+        raise _CutShort
+
+    previous = signal.signal(signal.SIGALRM, cut_short)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(_CutShort):
+            cluster.run_sql("SELECT pg_sleep(5)")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    name = cluster.create_database()
+    assert name in _databases(cluster)
+    cluster.drop_database(name)
+    assert name not in _databases(cluster)
