@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +102,7 @@ def _pgpp_python() -> tuple[list[str], dict[str, str]] | str:
         # The postgres user cannot read our venv (it lives under /root here): give it its own copy.
         result = subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(PGPP_TARGET), PGPP_REQUIREMENT],
+            check=False,
             capture_output=True,
             text=True,
             timeout=300,
@@ -130,7 +132,14 @@ def _pytest_setup_time(
         }
         command = [*python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={workdir / 'tmp'}", *args]
         result = subprocess.run(
-            [*command, "test_ready.py"], cwd=workdir, env=env, capture_output=True, text=True, timeout=120, **user
+            [*command, "test_ready.py"],
+            check=False,
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            **user,
         )
         if result.returncode != 0:
             tail = (result.stdout + result.stderr).strip().splitlines()[-5:]
@@ -183,6 +192,7 @@ def _initdb_pg_ctl_time(bindir: Path) -> float:
         elapsed = time_call(initdb_and_start)
         subprocess.run(
             [str(bindir / "pg_ctl"), "stop", "-m", "fast", "-D", str(data)],
+            check=False,
             capture_output=True,
             env=env,
             timeout=60,
@@ -216,15 +226,31 @@ def measure_session_ready(runs: int) -> SessionReady:
     return SessionReady(ours=ours, pytest_postgresql=theirs, initdb_pg_ctl=direct, pgpp_skipped=skipped)
 
 
-def measure_create_drop(factory: DatabaseFactory, runs: int) -> tuple[list[float], list[float]]:
-    """(create, create + drop) samples of a fresh database cloned from the migrated template."""
-    factory.drop(factory.new_database())  # the template is made on first use: not part of a test's cost
+def measure_create_drop(
+    factory: DatabaseFactory, runs: int, baseline: DatabaseFactory | None = None, body_s: float = 0.05
+) -> tuple[list[float], list[float], list[float]]:
+    """(create, create + drop, baseline create + drop) samples of a fresh database cloned from the migrated template.
+
+    ``factory`` clones a spare ahead (the default); ``baseline``, if given, is a factory on the same
+    cluster with ``spare=False``, sampled interleaved. Between create and drop the database sits
+    unused for ``body_s`` (a short test's body, not timed): that is when the spare's next clone is
+    made. Back to back it would not help, since CREATE and DROP share one admin connection.
+    """
+    factories = [factory] + ([baseline] if baseline is not None else [])
+    for each in factories:  # the template is made on first use: not part of a test's cost
+        each.drop(each.new_database())
     creates: list[float] = []
     totals: list[float] = []
+    baseline_totals: list[float] = []
     for _ in range(runs):
-        urls: list[str] = []
-        create = time_call(lambda: urls.append(factory.new_database()))
-        drop = time_call(lambda: factory.drop(urls[0]))
-        creates.append(create)
-        totals.append(create + drop)
-    return creates, totals
+        for each in factories:
+            urls: list[str] = []
+            create = time_call(lambda each=each, urls=urls: urls.append(each.new_database()))
+            time.sleep(body_s)
+            drop = time_call(lambda each=each, urls=urls: each.drop(urls[0]))
+            if each is factory:
+                creates.append(create)
+                totals.append(create + drop)
+            else:
+                baseline_totals.append(create + drop)
+    return creates, totals, baseline_totals

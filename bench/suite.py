@@ -18,8 +18,8 @@ from pathlib import Path
 __all__ = ["SuiteRun", "run_suite", "xdist_available"]
 
 REPO = Path(__file__).resolve().parent.parent
-#: A suite run slower than this is stopped (the whole suite should take about a minute).
-SUITE_CEILING_S = 600.0
+#: A suite run slower than this is stopped (the whole suite, ~900 tests, takes a few minutes).
+SUITE_CEILING_S = 1200.0
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,9 @@ def run_suite(workers: int | None = None) -> SuiteRun:
     env["PYTHONPATH"] = str(REPO)
     started = time.perf_counter()
     try:
-        result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=SUITE_CEILING_S)
+        result = subprocess.run(
+            command, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=SUITE_CEILING_S
+        )
     except subprocess.TimeoutExpired:
         return SuiteRun(time.perf_counter() - started, -1, f"stopped after {SUITE_CEILING_S:g} s")
     seconds = time.perf_counter() - started
