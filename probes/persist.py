@@ -568,6 +568,11 @@ def unfinished_plan_stays_unfinished(ctx: Any, commit: Any) -> list[Finding]:
     status = _status_as_of(ctx, plan_doc.ref, commit.seq)
     if status is None or _looks_unfinished(status):
         return []
+    if not _writes_status(commit, plan_doc.ref):
+        # One bug, one finding: a premature status an earlier commit wrote was judged at that commit.
+        from probes.core import NotApplicable
+
+        raise NotApplicable("this commit leaves the plan's status as an earlier commit wrote it, judged there")
     return [
         PERSIST010.finding(
             f"The plan was committed as {shown(status)!r} while its tasks were still arriving.",
@@ -576,6 +581,13 @@ def unfinished_plan_stays_unfinished(ctx: Any, commit: Any) -> list[Finding]:
             committed_at=str(commit.location) if commit.location else None,
         )
     ]
+
+
+def _writes_status(commit: Any, ref: RowRef) -> bool:
+    return any(
+        write.table == ref.table and write.key is not None and tuple(write.key) == ref.key and "status" in write.values
+        for write in commit.writes
+    )
 
 
 def _status_as_of(ctx: Any, ref: RowRef, seq: int) -> Any:

@@ -709,13 +709,15 @@ def test_a_plan_left_generating_is_persist007(flow_database_url) -> None:
 
 @pytest.mark.slow
 def test_a_plan_complete_before_its_batches_arrived_is_persist010(flow_database_url) -> None:
-    """A plan committed as 'draft' while its tasks were still arriving is PERSIST010, first at that commit."""
+    """A plan committed as 'draft' while its tasks were still arriving is one PERSIST010, at the commit that wrote it."""
     run = _replay(flow_database_url, "publishes_at_skeleton")
     assert run.report.verdict == "persist:PERSIST010"
     finding = run.report.first_failure
     assert finding.evidence["status"] == "draft" and finding.point == "masterplan"
     judged = [(o.point, o.outcome) for o in _outcomes(run, "PERSIST010")]
-    assert ("masterplan.batch-2", Outcome.FAILED) in judged
+    # One bug, one finding: the batches committed meanwhile leave the status as it was, judged where it was written.
+    assert [f.id for f in run.report.findings].count("PERSIST010") == 1
+    assert ("masterplan.batch-2", Outcome.NOT_APPLICABLE) in judged
     assert ("masterplan.batch-3", Outcome.PASSED) in judged  # the last batch is in: complete from there on
 
 
