@@ -20,8 +20,9 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from harness.config import Retries, Settings, sqlalchemy_url
-from harness.flow.chat import ChatCommands, Conversation, MasterplanResult
+from harness.flow.chat import ChatCommands, MasterplanResult
 from harness.flow.database import make_engine, make_session_factory
+from harness.flow.entry import run_commands
 from harness.flow.events import CollectingSink
 from harness.flow.llm import LLMClients, build_clients
 from harness.target import Target, reference_config
@@ -73,26 +74,17 @@ async def _run(
 ) -> MasterplanResult:
     """:func:`harness.flow.entry.run`, with the components the shim names replaced."""
     settings = Settings.from_env()
-    engine = make_engine(settings.database_url or "", timeouts=settings.timeouts)
-    llm = clients(settings)
-    try:
-        commands = ChatCommands(
+
+    def commands(llm: LLMClients, engine: Any) -> ChatCommands:
+        return ChatCommands(
             llm,
             sessions(engine),
             models=settings.models,
             events=CollectingSink() if events is _KEEP else events,
             retries=retries or settings.retries,
         )
-        conversation = Conversation(user_id=user_id, metadata={"sid": session_id} if session_id else {})
-        result = MasterplanResult()
-        async for _event in commands.execute_masterplan(conversation, request, result):
-            pass
-        return result
-    finally:
-        for client in (llm.anthropic, llm.openai):
-            if client is not None:
-                await client.close()
-        engine.dispose()
+
+    return await run_commands(settings, commands, request, user_id, session_id, clients=clients)
 
 
 # -- configuration ------------------------------------------------------------------------------

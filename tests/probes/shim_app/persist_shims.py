@@ -20,11 +20,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from harness.config import Settings
 from harness.contract import PlanSkeleton, Task
 from harness.flow.batching import Batch
-from harness.flow.chat import ChatCommands, Conversation, MasterplanResult
-from harness.flow.database import make_engine, session_scope
+from harness.flow.chat import ChatCommands, MasterplanResult
+from harness.flow.database import session_scope
 from harness.flow.discovery import DiscoveryAgent
+from harness.flow.entry import run_commands
 from harness.flow.events import CollectingSink
-from harness.flow.llm import LLMAnswer, build_clients
+from harness.flow.llm import LLMAnswer, LLMClients
 from harness.flow.masterplan import MasterPlanGenerator
 from harness.flow.models import MasterPlan as MasterPlanRow
 from harness.flow.models import MasterPlanStatus
@@ -47,25 +48,15 @@ async def _run(
 ) -> MasterplanResult:
     """``harness.flow.entry.run`` with the plan generator and the sessions chosen by the shim."""
     settings = Settings.from_env(database_url_env=database_url_env)
-    engine = make_engine(settings.database_url or "", timeouts=settings.timeouts)
-    clients = build_clients(settings)
-    try:
+
+    def commands(clients: LLMClients, engine: Any) -> ChatCommands:
         factory = sessionmaker(bind=engine, expire_on_commit=expire_on_commit, class_=session_class)
-        commands = ChatCommands(
-            clients, factory, models=settings.models, events=CollectingSink(), retries=settings.retries
-        )
-        commands.discovery_agent = DiscoveryAgent(clients, factory, models=settings.models, retries=settings.retries)
-        commands.masterplan_generator = generator(clients, factory, models=settings.models, retries=settings.retries)
-        conversation = Conversation(user_id=user_id, metadata={"sid": session_id} if session_id else {})
-        result = MasterplanResult()
-        async for _event in commands.execute_masterplan(conversation, request, result):
-            pass
-        return result
-    finally:
-        for client in (clients.anthropic, clients.openai):
-            if client is not None:
-                await client.close()
-        engine.dispose()
+        chat = ChatCommands(clients, factory, models=settings.models, events=CollectingSink(), retries=settings.retries)
+        chat.discovery_agent = DiscoveryAgent(clients, factory, models=settings.models, retries=settings.retries)
+        chat.masterplan_generator = generator(clients, factory, models=settings.models, retries=settings.retries)
+        return chat
+
+    return await run_commands(settings, commands, request, user_id, session_id)
 
 
 async def healthy(request: str, user_id: str | None, session_id: str | None) -> MasterplanResult:
