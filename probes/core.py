@@ -11,6 +11,7 @@ of the event it judges, into a :class:`Report` whose first failure is the earlie
 from __future__ import annotations
 
 import enum
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -262,23 +263,60 @@ class ProbeTimeout(TimeoutError):
     """A check function did not return within its probe timeout."""
 
 
+class _CheckThread:
+    """A daemon thread that runs checks one after another, so a run does not start a thread per check.
+
+    A check that overruns its bound keeps its thread: that thread is never handed another check.
+    """
+
+    def __init__(self) -> None:
+        import queue
+        import threading
+
+        self._jobs: queue.SimpleQueue[tuple[CheckFn, tuple, dict[str, Any], Any]] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="probe-check", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            check_fn, args, outcome, done = self._jobs.get()
+            try:
+                outcome["value"] = check_fn(*args)
+            except BaseException as exc:  # handed back to the caller's thread
+                outcome["error"] = exc
+            finally:
+                del check_fn, args  # nothing of the finished check stays alive here
+                done.set()
+
+    def run(self, check_fn: CheckFn, args: tuple, outcome: dict[str, Any]) -> Any:
+        """Start ``check_fn(*args)``; the returned event is set when ``outcome`` holds its value or error."""
+        import threading
+
+        done = threading.Event()
+        self._jobs.put((check_fn, args, outcome, done))
+        return done
+
+
+#: Threads whose last check finished in time, ready for the next one (a forked child has none).
+_IDLE_CHECK_THREADS: list[_CheckThread] = []
+
+
+def _forget_check_threads() -> None:
+    _IDLE_CHECK_THREADS.clear()
+
+
+os.register_at_fork(after_in_child=_forget_check_threads)
+
+
 def _call_with_timeout(check_fn: CheckFn, args: tuple, timeout: float) -> Sequence[Finding]:
     """Run ``check_fn`` in a daemon thread; a hung check cannot hang the run."""
-    import threading
-
+    try:
+        worker = _IDLE_CHECK_THREADS.pop()
+    except IndexError:
+        worker = _CheckThread()
     outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = check_fn(*args)
-        except BaseException as exc:  # handed back to the caller's thread
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=target, name="probe-check", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
+    if not worker.run(check_fn, args, outcome).wait(timeout):
         raise ProbeTimeout(f"the check did not finish within {timeout:g} s")
+    _IDLE_CHECK_THREADS.append(worker)
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]

@@ -273,6 +273,49 @@ def test_a_probe_with_its_own_bound_is_given_that_bound_instead_of_the_runs() ->
     assert _outcomes(recorder)["TST001"] == (Outcome.PASSED, None)
 
 
+def test_checks_share_one_thread_and_a_hung_checks_thread_is_never_handed_another() -> None:
+    """Checks in turn run on one kept thread (a thread a check cost time under load); one that overran keeps its own."""
+    seen: list[threading.Thread] = []
+
+    def where(ctx: Any) -> list[Finding]:
+        seen.append(threading.current_thread())
+        return []
+
+    release = threading.Event()
+    recorder = _recorder()
+    try:
+        recorder.run_probe(_probe(where), "p1", None, timeout=5)
+        recorder.run_probe(_probe(where), "p2", None, timeout=5)
+        hung: list[threading.Thread] = []
+        recorder.run_probe(
+            _probe(lambda ctx: hung.append(threading.current_thread()) or release.wait(30) and []), "p3", None, timeout=0.05
+        )
+        recorder.run_probe(_probe(where), "p4", None, timeout=5)
+    finally:
+        release.set()
+    assert seen[0] is seen[1] and seen[0] is not threading.current_thread()
+    assert hung == [seen[0]]  # the hung check ran on the kept thread...
+    assert seen[2] is not hung[0]  # ...which the next check did not wait behind
+    assert _outcomes(recorder)["TST001"] == (Outcome.PASSED, None)
+
+
+def test_a_forked_child_runs_checks_on_threads_of_its_own() -> None:
+    """A replay process forked after its parent ran checks finds them done, not timed out on a thread it does not have."""
+    import multiprocessing
+
+    recorder = _recorder()
+    recorder.run_probe(_probe(lambda ctx: []), "parent", None, timeout=5)  # leaves a kept thread in this process
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        outcomes = pool.apply(_run_one_check_in_child)
+    assert outcomes == {"TST001": (Outcome.PASSED, None), "TST002": (Outcome.PASSED, None)}
+
+
+def _run_one_check_in_child() -> dict[str, tuple[Outcome, str | None]]:
+    recorder = _recorder()
+    recorder.run_probe(_probe(lambda ctx: []), "child", None, timeout=5)
+    return _outcomes(recorder)
+
+
 # -- the report: run order and verdict --------------------------------------------------------------
 
 
