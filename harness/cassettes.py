@@ -15,10 +15,14 @@ and ``scan`` do not, and :mod:`harness.adopt` adds it.
 from __future__ import annotations
 
 import base64
+import copy
 import gzip
+import hashlib
 import json
 import struct
+import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -117,15 +121,43 @@ class CassetteMeta:
 _REQUIRED_META = ("name", "request", "expect")
 
 
+#: Decoded cassettes by the digest of their bytes, most recently used last. A replay reads each
+#: cassette for its metadata and vcrpy loads it again for the run and for the provoked run: the
+#: YAML is decoded once per content (an edited file is a new content), and a replay process forked
+#: after the metadata was read inherits every decoded cassette.
+_DECODED: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
+_DECODED_LIMIT = 64
+_DECODED_LOCK = threading.Lock()
+
+
 def load_document(path: Path) -> dict[str, Any]:
-    """The decoded YAML of a vcrpy cassette (harness metadata or not); :class:`CassetteError` if it is none."""
+    """The decoded YAML of a vcrpy cassette (harness metadata or not); :class:`CassetteError` if it is none.
+
+    The caller owns what it gets (a copy): the file's decoding is shared, not the document.
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise CassetteError(path, "no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CassetteError(path, f"cannot be read ({exc.__class__.__name__})") from None
+    digest = hashlib.blake2b(raw, digest_size=20).digest()
+    with _DECODED_LOCK:
+        data = _DECODED.get(digest)
+        if data is not None:
+            _DECODED.move_to_end(digest)
+    if data is None:
+        data = _decode_document(path, text)
+        with _DECODED_LOCK:
+            _DECODED[digest] = data
+            while len(_DECODED) > _DECODED_LIMIT:
+                _DECODED.popitem(last=False)
+    return copy.deepcopy(data)
+
+
+def _decode_document(path: Path, text: str) -> dict[str, Any]:
     from vcr.serializers import yamlserializer
 
     try:
@@ -803,6 +835,43 @@ def _vcr(**options: Any) -> Any:
     return recorder
 
 
+class _DecodedOnce:
+    """vcrpy's persister for playing back: the cassette as :func:`load_document` decodes it (once per content).
+
+    vcrpy turns the decoded document into its requests and responses itself; saving is vcrpy's own.
+    """
+
+    @staticmethod
+    def load_cassette(cassette_path: Any, serializer: Any) -> Any:
+        from vcr.persisters.filesystem import CassetteDecodeError, CassetteNotFoundError
+        from vcr.serialize import deserialize
+
+        path = Path(cassette_path)
+        if not path.is_file():
+            raise CassetteNotFoundError()
+        try:
+            document = load_document(path)
+        except CassetteError as exc:
+            raise CassetteDecodeError(str(exc)) from None
+        return deserialize("", _Decoded(document))
+
+    @staticmethod
+    def save_cassette(cassette_path: Any, cassette_dict: Any, serializer: Any) -> None:
+        from vcr.persisters.filesystem import FilesystemPersister
+
+        FilesystemPersister.save_cassette(cassette_path, cassette_dict, serializer=serializer)
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """A vcrpy serializer that hands over a document already decoded."""
+
+    document: dict[str, Any]
+
+    def deserialize(self, _text: str) -> dict[str, Any]:
+        return self.document
+
+
 @contextmanager
 def replaying(path: Path) -> Iterator[Any]:
     """Play a cassette back; any request it did not record fails (no network is ever used).
@@ -815,6 +884,7 @@ def replaying(path: Path) -> Iterator[Any]:
     recorder = _vcr(
         record_mode="none", before_record_request=lambda request: _redact_request(request, {}, scrubbed)
     )
+    recorder.register_persister(_DecodedOnce)
     with recorder.use_cassette(str(path), allow_playback_repeats=False) as cassette:
         play_response = cassette.play_response
         # The one answer vcrpy's matching cannot serve as recorded: vectors in another encoding.

@@ -203,7 +203,7 @@ def prepare_process(
     """Pay here, once, what every replay of ``target`` needs, so processes forked from this one start warm.
 
     The application's and the SDKs' imports, the harness's own lazily imported watchers and
-    judges, vcrpy's patches (a cassette opened and closed), and one pre-flight run (env, db,
+    judges, every cassette's decoded YAML, vcrpy's patches (a cassette opened and closed), and one pre-flight run (env, db,
     auth; no flow) on a clone: the migrations' trial run (DB012), their heads, and the
     template's schema verdict are then known in this process and every one forked from it.
     """
@@ -223,8 +223,10 @@ def prepare_process(
     ):
         importlib.import_module(module)
     if metas:
-        from harness.cassettes import replaying
+        from harness.cassettes import load_document, replaying
 
+        for meta in metas:
+            load_document(meta.path)  # decoded here once, inherited by every forked process
         with replaying(metas[0].path):
             pass
     url = new_database()

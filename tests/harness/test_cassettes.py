@@ -362,3 +362,55 @@ def test_embeddings_replay_in_the_encoding_the_request_asks_for(
 
 
 OFFICIAL = "https://api.openai.com"
+
+
+def test_a_cassette_is_decoded_once_per_content_and_each_caller_gets_its_own_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading a cassette again decodes nothing; an edit is a new content (even one keeping size and mtime), and a
+    caller changing its document changes nobody else's."""
+    import os
+
+    import harness.cassettes as cassettes
+
+    decoded: list[Path] = []
+    decode = cassettes._decode_document
+    monkeypatch.setattr(cassettes, "_decode_document", lambda path, text: decoded.append(path) or decode(path, text))
+    path = _write(tmp_path, VALID)
+    first = cassettes.load_document(path)
+    first["metadata"]["harness"]["expect"] = "changed by its caller"
+    assert cassettes.load_document(path)["metadata"]["harness"]["expect"] == "pass"
+    assert load_meta(path).expect == "pass"
+    assert decoded == [path]
+    stat = path.stat()
+    path.write_text(VALID.replace("build a shop", "build a shoe"))  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert load_meta(path).request == "build a shoe"
+    assert decoded == [path, path]
+
+
+def test_replaying_plays_the_cassette_as_decoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """vcrpy plays a cassette back from the document decoded when its metadata was read: the recorded answer, byte
+    for byte, and no YAML decoded again for the run or the provoked run."""
+    import httpx
+    from vcr.serializers import yamlserializer
+
+    from harness.cassettes import replaying
+
+    path = Path(__file__).resolve().parents[2] / "cassettes" / "discovery-missing-fields.yaml"
+    recorded = yaml.safe_load(path.read_text())["interactions"][0]
+    load_meta(path)
+    decodings: list[int] = []
+    decode = yamlserializer.deserialize
+    monkeypatch.setattr(yamlserializer, "deserialize", lambda text: decodings.append(len(text)) or decode(text))
+    for _ in range(2):
+        with replaying(path), httpx.Client(timeout=5) as client:
+            answer = client.request(
+                recorded["request"]["method"],
+                recorded["request"]["uri"],
+                content=recorded["request"]["body"].encode(),
+                headers={"content-type": "application/json"},
+            )
+        assert answer.status_code == recorded["response"]["status"]["code"]
+        assert answer.text == recorded["response"]["body"]["string"]
+    assert decodings == []
