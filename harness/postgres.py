@@ -483,6 +483,9 @@ class DatabaseFactory:
         self._spare_name: str | None = None
         self._spare_error: BaseException | None = None
         self._spare_lock = threading.Lock()
+        #: The template being built in the background (:meth:`prepare_ahead`), and how that failed.
+        self._ahead: threading.Thread | None = None
+        self._ahead_error: BaseException | None = None
 
     @property
     def template(self) -> str | None:
@@ -490,13 +493,45 @@ class DatabaseFactory:
         return self._template
 
     def prepare(self) -> str:
-        """Build the template now (and clone a spare from it); returns the template's name."""
+        """Build the template now (and clone a spare from it); returns the template's name.
+
+        After :meth:`prepare_ahead`, waits for that build and raises what it raised.
+        """
+        self._join_ahead()
         template = self._ensure_template()
         if self._keep_spare:
             with self._spare_lock:
                 if self._spare_thread is None and self._spare_name is None:
                     self._start_spare()
         return template
+
+    def prepare_ahead(self) -> None:
+        """Begin building the template in a background thread, so this thread can do other work meanwhile.
+
+        For a ``prepare_template`` that does its work in another process (an application's
+        migrations run in a child), which then overlaps this process's imports. :meth:`prepare`
+        waits for it and raises what it raised; :meth:`close` waits for it too.
+        """
+        if self._ahead is not None or self._template is not None:
+            return
+
+        def build() -> None:
+            try:
+                self._ensure_template()
+            except BaseException as exc:  # handed to the thread that calls prepare()
+                self._ahead_error = exc
+
+        self._ahead = threading.Thread(target=build, name="harness-template", daemon=True)
+        self._ahead.start()
+
+    def _join_ahead(self) -> None:
+        thread, self._ahead = self._ahead, None
+        if thread is None:
+            return
+        thread.join()
+        error, self._ahead_error = self._ahead_error, None
+        if error is not None:
+            raise error
 
     def new_database(self) -> str:
         """A clone of the template (made ahead when possible) as a SQLAlchemy URL; the next one is begun.
@@ -505,6 +540,7 @@ class DatabaseFactory:
         (``ALTER DATABASE ... SET search_path`` made by an application's migrations): those
         are copied onto each clone.
         """
+        self._join_ahead()
         self._ensure_template()
         if not self._keep_spare:
             return self._cluster.url(self._clone())
@@ -532,7 +568,15 @@ class DatabaseFactory:
         self._cluster.close_admin_connection()
 
     def close(self) -> None:
-        """Drop the spare clone, if one was made ahead (the factory still works afterwards)."""
+        """Drop the spare clone, if one was made ahead (the factory still works afterwards).
+
+        A template still being built ahead is waited for first (its failure is not raised here:
+        nobody asked for the template), so nothing works on the cluster once it is closed.
+        """
+        thread, self._ahead = self._ahead, None
+        if thread is not None:
+            thread.join()
+            self._ahead_error = None
         with self._spare_lock:
             name = self._take_spare()
         if name is not None:

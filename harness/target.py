@@ -350,13 +350,23 @@ class Target:
             if str(path) not in sys.path:
                 sys.path.insert(0, str(path))
 
+    @property
+    def builds_schema_apart(self) -> bool:
+        """Whether :meth:`build_schema` does its work in a child process (the app's migrations do).
+
+        Such a build can overlap this process's own work (importing the application and its SDKs);
+        one from the metadata imports the models here and runs in this process.
+        """
+        return self.config.migrations is not None
+
     def build_schema(self, database_url: str, *, revision: str = "heads") -> None:
         """Give an empty database the application's schema: its own migrations, else its metadata's tables.
 
         ``TargetError`` when the migrations fail (naming the revision and the error) or there is
         nothing to build from.
         """
-        if self.config.migrations is not None:
+        self._prepare_imports()  # the migrations' child imports the app from the same roots
+        if self.builds_schema_apart:
             from harness.config import plain_url
             from harness.migrations import apply_migrations
 

@@ -74,6 +74,23 @@ def target_from(config_file: Path | None, *, load: bool = True) -> Any:
     return target
 
 
+def prepared_template(factory: Any) -> str:
+    """The template a :class:`~harness.postgres.DatabaseFactory` clones, built now (or waited for).
+
+    The application's migrations failing to build it is the application's problem, said in one
+    line with exit 2, not an internal error of ours.
+    """
+    from harness.target import TargetError
+
+    try:
+        return factory.prepare()
+    except TargetError as exc:
+        raise UsageProblem(
+            f"cannot give a disposable database the application's schema: {exc} "
+            "(`harness diagnose --llm off` judges the migrations: DB011, DB012)"
+        ) from None
+
+
 def load_application(target: Any, *, flow: bool = True) -> None:
     """Import what a run needs of the application: its models, migrations and code roots, and (``flow``)
     the flow and its points.

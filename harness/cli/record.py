@@ -16,6 +16,7 @@ from harness.cli.app import (
     cli,
     config_option,
     load_application,
+    prepared_template,
     progress_watcher,
     target_from,
 )
@@ -176,6 +177,8 @@ def record(
             except (PostgresUnavailable, ProviderUnknown) as exc:
                 raise UsageProblem(f"no disposable PostgreSQL could be started: {exc}") from None
             factory = DatabaseFactory(cluster, prepare_template=target.build_schema)
+            stack.callback(factory.close)  # the clone made ahead is dropped before the cluster stops
+            prepared_template(factory)
             overrides["database_url"] = factory.new_database()
             stack.callback(factory.drop, overrides["database_url"])
             where = f"a disposable PostgreSQL ({cluster.info.provider})"

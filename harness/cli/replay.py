@@ -16,6 +16,7 @@ from harness.cli.app import (
     cli,
     config_option,
     load_application,
+    prepared_template,
     progress_watcher,
     target_from,
 )
@@ -87,8 +88,6 @@ def replay(
     except CassetteError as exc:
         raise UsageProblem(str(exc)) from None
     check_reports_dir(reports_dir)
-    # The application (and the SDKs it imports: seconds) once the input is known to be usable.
-    load_application(target)
 
     from harness.interrupts import Interrupted
     from harness.logs import get_logger, log_report
@@ -132,13 +131,19 @@ def replay(
     try:
         with cluster:
             factory = DatabaseFactory(cluster, prepare_template=target.build_schema)
-            if output_format == "text":
-                at_once = f", {jobs} at a time" if jobs > 1 else ""
-                click.echo(
-                    f"Replaying {len(metas)} cassette(s) on disposable PostgreSQL ({cluster.info.provider}){at_once}."
-                )
-            width = max(len(meta.name) for meta in metas)
             try:
+                if target.builds_schema_apart:
+                    factory.prepare_ahead()  # the migrations' child runs while this process imports
+                # The application (and the SDKs it imports: seconds) once the input is known to be usable.
+                load_application(target)
+                template = prepared_template(factory)
+                if output_format == "text":
+                    at_once = f", {jobs} at a time" if jobs > 1 else ""
+                    click.echo(
+                        f"Replaying {len(metas)} cassette(s) on disposable PostgreSQL ({cluster.info.provider})"
+                        f"{at_once}."
+                    )
+                width = max(len(meta.name) for meta in metas)
                 results = replay_all(
                     metas,
                     factory.new_database,
@@ -150,7 +155,7 @@ def replay(
                     progress_for=(lambda meta: progress_watcher(meta.name, output_format=output_format))
                     if jobs == 1
                     else None,
-                    template=factory.prepare(),
+                    template=template,
                     jobs=jobs,
                     before_fork=factory.settle,
                 )

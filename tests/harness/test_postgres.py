@@ -218,6 +218,51 @@ def test_failed_template_preparation_is_retried_and_leaves_nothing(cluster: Disp
     assert len(calls) == 2
 
 
+def test_template_built_ahead_runs_beside_the_caller_and_prepare_waits_for_it(cluster: DisposableCluster) -> None:
+    """prepare_ahead() builds the template in another thread while the caller goes on; prepare() waits and hands it over."""
+    import threading
+
+    caller_went_on = threading.Event()
+    built_on: list[threading.Thread] = []
+
+    def prepare(url: str) -> None:
+        built_on.append(threading.current_thread())
+        assert caller_went_on.wait(30), "the caller was not free while the template was built"
+        cluster.run_sql("CREATE TABLE migrated (id int)", make_url(url).database)
+
+    factory = DatabaseFactory(cluster, prepare)
+    factory.prepare_ahead()
+    caller_went_on.set()  # only reachable if prepare_ahead() returned before the build finished
+    template = factory.prepare()
+    assert built_on and built_on[0] is not threading.current_thread()
+    url = factory.new_database()
+    tables = "SELECT string_agg(tablename, ',') FROM pg_tables WHERE schemaname = 'public'"
+    assert scalar(cluster, tables, make_url(url).database) == "migrated"
+    assert factory.template == template and len(built_on) == 1
+    factory.drop(url)
+    factory.close()
+
+
+def test_a_template_built_ahead_that_fails_raises_at_prepare_and_leaves_nothing(cluster: DisposableCluster) -> None:
+    """The background build's error is the caller's, raised by prepare() (not retried there); close() after it is quiet."""
+    before = _databases(cluster)
+    calls: list[str] = []
+
+    def prepare(url: str) -> None:
+        calls.append(url)
+        raise RuntimeError("the migrations failed at revision 0002")
+
+    factory = DatabaseFactory(cluster, prepare)
+    factory.prepare_ahead()
+    with pytest.raises(RuntimeError, match="revision 0002"):
+        factory.prepare()
+    assert len(calls) == 1
+    factory.prepare_ahead()
+    factory.close()  # waits for the second build; its failure is nobody's to raise
+    assert len(calls) == 2
+    assert _databases(cluster) == before
+
+
 def test_database_names_are_validated_and_quoted(cluster: DisposableCluster) -> None:
     """Unusual names are quoted correctly; names PostgreSQL would truncate are refused."""
     name = cluster.create_database('Odd "name"-1')

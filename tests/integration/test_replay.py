@@ -173,3 +173,24 @@ def test_side_by_side_text_output_keeps_cassette_order(tmp_path: Path) -> None:
     assert "3 cassette(s) on disposable PostgreSQL" in result.stdout and "2 at a time" in result.stdout
     rows = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("  ✔")]
     assert rows == names
+
+
+def test_an_app_whose_migrations_fail_is_told_so_with_exit_2_not_an_internal_error(tmp_path: Path) -> None:
+    """The template is built by the app's own migrations (beside the app's import); when they fail, that is the
+    app's problem: one line naming the migrations and their error, and where to look, exit 2 — never 'a bug in the
+    harness' (exit 3)."""
+    from tests.examples.bugs import copy_app
+
+    app = copy_app("atlas", tmp_path)
+    first = next((app / "migrations" / "versions").glob("20251104_0001_*.py"))
+    source = first.read_text(encoding="utf-8")
+    assert source.count("def upgrade() -> None:\n") == 1
+    first.write_text(
+        source.replace("def upgrade() -> None:\n", 'def upgrade() -> None:\n    raise RuntimeError("disk quota hit")\n'),
+        encoding="utf-8",
+    )
+    shutil.copytree(ROOT / "tests" / "examples" / "atlas" / "cassettes", app / "cassettes")
+    result = harness("replay", "cassettes", cwd=app)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "the migrations failed: disk quota hit" in result.stderr and "DB011, DB012" in result.stderr
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
