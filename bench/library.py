@@ -9,7 +9,10 @@ slows them alike:
 - the library (``cassettes/``) with ``-j 1``, one cassette after another;
 - the library with ``-j 2``, two at a time (one process each);
 - one cassette (``cassettes/healthy-task-manager.yaml``), the same command: what a run costs
-  before its cassettes, so "library ÷ one cassette" says how much the other cassettes add.
+  before its cassettes, so "library ÷ one cassette" says how much the other cassettes add;
+- importing the reference flow alone (``python -c "import harness.flow.entry"``: the flow and the
+  SDKs it imports), which every replay of it pays before its first cassette — the floor under
+  which no replay of this flow goes, however fast the rest.
 
 A sample counts only if the command exits 0 and its report says every cassette matched its
 expectation; anything else is kept as a failure with its reason, never timed.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -43,6 +47,8 @@ class LibraryTimes:
     one: list[float] = field(default_factory=list)
     jobs1: list[float] = field(default_factory=list)
     jobs2: list[float] = field(default_factory=list)
+    #: ``python -c "import harness.flow.entry"``: the reference flow's imports, SDKs included.
+    flow_import: list[float] = field(default_factory=list)
     #: Sum of the report's per-cassette ``duration_s`` in each ``-j 1`` library run: the cassettes
     #: themselves, without start-up, cluster, template and reports.
     jobs1_cassette_sum: list[float] = field(default_factory=list)
@@ -87,7 +93,7 @@ def _replay(paths: list[Path], jobs: int, expected_runs: int) -> tuple[float, di
 
 
 def measure_library(runs: int) -> LibraryTimes:
-    """``runs`` interleaved samples of the library with ``-j 1``, with ``-j 2``, and of one cassette."""
+    """``runs`` interleaved samples of the library with ``-j 1``, with ``-j 2``, of one cassette, and of the flow's import."""
     count = len(list(CASSETTES.glob("*.yaml")))
     times = LibraryTimes(cassettes=count)
     _replay([ONE_CASSETTE], 1, 1)  # warm-up: the initdb cache, .pyc files, the file cache
@@ -108,7 +114,17 @@ def measure_library(runs: int) -> LibraryTimes:
         if jobs == 1 and report is not None:
             times.jobs1_cassette_sum.append(sum(run.get("duration_s") or 0.0 for run in report["runs"]))
 
-    commands = [one, lambda: library(1, times.jobs1), lambda: library(2, times.jobs2)]
+    def flow_import() -> None:
+        started = time.perf_counter()
+        result = subprocess.run(
+            [sys.executable, "-c", "import harness.flow.entry"], env=_env(), cwd=REPO, capture_output=True, timeout=120
+        )
+        if result.returncode == 0:
+            times.flow_import.append(time.perf_counter() - started)
+        else:
+            times.failures.append(f"flow import: exit {result.returncode}: {result.stderr.decode()[-300:]}")
+
+    commands = [one, lambda: library(1, times.jobs1), lambda: library(2, times.jobs2), flow_import]
     for round_ in range(runs):
         for index in range(len(commands)):
             commands[(index + round_) % len(commands)]()

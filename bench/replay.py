@@ -2,8 +2,9 @@
 
 Timed in process with :func:`harness.replay.replay_cassette` — the whole flow (pre-flight
 probes, both LLM calls answered by vcrpy, parsing, saving, the independent readbacks) —
-on a fresh database per run; creating and dropping that database is timed separately
-(it is the "create + drop" row). One warm-up replay first, so imports are not counted.
+on a fresh database per run, a clone of the migrated template as in ``harness replay`` (the
+schema checks judged once per template and inherited); creating and dropping that database is
+timed separately (it is the "create + drop" row). One warm-up replay first, so imports are not counted.
 """
 
 from __future__ import annotations
@@ -61,9 +62,12 @@ def _plan_tasks(meta: CassetteMeta) -> int:
 def measure_replay(factory: DatabaseFactory, runs: int, pattern: str = "healthy-*.yaml") -> list[CassetteTimes]:
     """``runs`` replays of each cassette matching ``pattern``, each on its own fresh database."""
     metas = [load_meta(path) for path in sorted(CASSETTES.glob(pattern))]
+    # As `harness replay` runs a cassette: on a clone of the template, whose schema verdict is judged
+    # once (on the warm-up's clone) and inherited by every later clone.
     warm = factory.new_database()
+    template = factory.template
     try:
-        replay_cassette(metas[0], warm)
+        replay_cassette(metas[0], warm, template=template)
     finally:
         factory.drop(warm)
     results = []
@@ -73,7 +77,7 @@ def measure_replay(factory: DatabaseFactory, runs: int, pattern: str = "healthy-
         for _ in range(runs):
             url = factory.new_database()
             try:
-                result = replay_cassette(meta, url)
+                result = replay_cassette(meta, url, template=template)
             finally:
                 factory.drop(url)
             samples.append(result.duration_s)

@@ -161,6 +161,18 @@ def library_rows(runs: int) -> list[Row]:
             len(times.jobs2),
             times.jobs2,
         ),
+        Row(
+            "Replay",
+            "importing the reference flow alone (`python -c 'import harness.flow.entry'`: the flow and its SDKs)",
+            fmt_s(median(times.flow_import)) if times.flow_import else "",
+            f"the library with `-j 2` {fmt_s(jobs2)} → the import is "
+            f"**{100 * median(times.flow_import) / jobs2:.0f}%** of it" if times.flow_import else "",
+            "",
+            ("FAILED: " + failed) if any(f.startswith("flow import") for f in times.failures) else "",
+            len(times.flow_import),
+            times.flow_import,
+            "paid before any cassette can replay: the floor under which no replay of this flow goes",
+        ),
     ]
     return rows
 
