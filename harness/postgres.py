@@ -525,10 +525,11 @@ class DatabaseFactory:
         self._ahead.start()
 
     def _join_ahead(self) -> None:
-        thread, self._ahead = self._ahead, None
+        thread = self._ahead
         if thread is None:
             return
-        thread.join()
+        thread.join()  # forgotten only once ended: a signal cutting this wait short leaves it for close()
+        self._ahead = None
         error, self._ahead_error = self._ahead_error, None
         if error is not None:
             raise error
@@ -573,10 +574,9 @@ class DatabaseFactory:
         A template still being built ahead is waited for first (its failure is not raised here:
         nobody asked for the template), so nothing works on the cluster once it is closed.
         """
-        thread, self._ahead = self._ahead, None
-        if thread is not None:
-            thread.join()
-            self._ahead_error = None
+        if self._ahead is not None:
+            self._ahead.join()
+            self._ahead, self._ahead_error = None, None
         with self._spare_lock:
             name = self._take_spare()
         if name is not None:
