@@ -7,6 +7,9 @@ timeout runs while the imports do. The db stage's connect probe (:func:`probes.d
 then takes the attempt's failure as its own instead of trying again; when the attempt connected,
 it is closed and the probe connects as usual. This module imports nothing but the driver, so
 the attempt starts a few tenths of a second after the process does.
+
+Work begun ahead on a guess about the connection (DB012's trial run, :func:`probes.db.trial_ahead`)
+asks :func:`connected_ahead`, which never waits.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import re
 import threading
 from typing import Any
 
-__all__ = ["connect_ahead", "failed_ahead"]
+__all__ = ["connect_ahead", "connected_ahead", "failed_ahead"]
 
 _SCHEME = re.compile(r"^postgres(?:ql)?(?:\+\w+)?://")
 
@@ -27,6 +30,10 @@ class _Attempt:
         import psycopg  # here, not in the thread: the attempt starts as soon as the thread does
 
         self.failure: BaseException | None = None
+        #: The attempt connected (then closed at once).
+        self.connected = False
+        #: Its failure was handed to the connect probe (:func:`failed_ahead`), which takes it once.
+        self.taken = False
         self._connect_timeout = connect_timeout
         self._thread = threading.Thread(
             target=self._attempt, args=(psycopg, _SCHEME.sub("postgresql://", database_url)), daemon=True
@@ -39,7 +46,7 @@ class _Attempt:
             with psycopg.connect(
                 conninfo, connect_timeout=self._connect_timeout, application_name="masterplan-harness-probe"
             ):
-                pass
+                self.connected = True
         except Exception as exc:  # the connect probe explains it, as it would explain its own attempt's
             self.failure = exc
 
@@ -64,5 +71,18 @@ def connect_ahead(database_url: str, timeouts: Any) -> None:
 def failed_ahead(database_url: str, timeouts: Any) -> BaseException | None:
     """How the attempt begun for this URL and these timeouts failed, waiting for it; ``None`` if it did not (or none was begun)."""
     with _LOCK:
-        attempt = _ATTEMPTS.pop((database_url, timeouts), None)
-    return attempt.wait() if attempt is not None else None
+        attempt = _ATTEMPTS.get((database_url, timeouts))
+        if attempt is None or attempt.taken:
+            return None
+        attempt.taken = True  # kept, not removed: what connected_ahead answers outlives the probe's turn
+    from harness.logs import get_logger
+
+    get_logger("harness.db").debug("connect_ahead_awaited")
+    return attempt.wait()
+
+
+def connected_ahead(database_url: str, timeouts: Any) -> bool:
+    """Whether the attempt begun for this URL and these timeouts has connected by now; never waits."""
+    with _LOCK:
+        attempt = _ATTEMPTS.get((database_url, timeouts))
+    return attempt is not None and attempt.connected

@@ -24,6 +24,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -340,6 +342,7 @@ def apply_migrations(
     search_path: str | None = None,
     timeout: float | None = None,
     extra_environ: Mapping[str, str] | None = None,
+    stop: threading.Event | None = None,
 ) -> MigrationRun:
     """Run the app's migrations up to ``revision`` against ``database_url`` (a disposable database).
 
@@ -347,7 +350,7 @@ def apply_migrations(
     ``sqlalchemy.url`` both set to ``database_url``; with ``search_path``, that becomes the
     database's default first (the setting the app's own database has). A run that does not
     finish within ``timeout`` seconds (default ``TIMEOUTS.migrations``) is killed and reported
-    as failed.
+    as failed; so is one whose ``stop`` is set meanwhile (a run begun ahead that is no longer wanted).
     """
     from harness.config import TIMEOUTS
 
@@ -362,34 +365,55 @@ def apply_migrations(
     request = {"ini": str(ini), "url": database_url, "revision": revision}
     with tempfile.TemporaryDirectory(prefix="harness-migrate-") as folder:
         result_file = Path(folder) / "result.json"
-        try:
-            completed = subprocess.run(
-                [sys.executable, "-m", "harness.migrations", str(result_file)],
-                input=json.dumps(request),
-                capture_output=True,
-                text=True,
-                cwd=ini.parent,
-                env=environ,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "harness.migrations", str(result_file)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ini.parent,
+            env=environ,
+        )
+        ended = _child_ended(child, json.dumps(request), timeout, stop)
+        if ended is None:
+            stopped = stop is not None and stop.is_set()
             return MigrationRun(
                 succeeded=False,
-                error=f"the migrations did not finish within {timeout:g} s",
-                error_type="TimeoutExpired",
+                error="the run was stopped" if stopped else f"the migrations did not finish within {timeout:g} s",
+                error_type="Stopped" if stopped else "TimeoutExpired",
             )
         if not result_file.exists():
-            tail = " | ".join(completed.stderr.strip().splitlines()[-3:])
+            tail = " | ".join(ended.strip().splitlines()[-3:])
             return MigrationRun(
                 succeeded=False,
-                error=redact_text(f"the migration run exited with status {completed.returncode}: {tail}")[
-                    :_MESSAGE_CHARS
-                ],
+                error=redact_text(f"the migration run exited with status {child.returncode}: {tail}")[:_MESSAGE_CHARS],
                 error_type="ChildProcessError",
             )
         outcome = json.loads(result_file.read_text())
     return MigrationRun(**outcome)
+
+
+def _child_ended(
+    child: subprocess.Popen[str], request: str, timeout: float, stop: threading.Event | None
+) -> str | None:
+    """The child's stderr once it has exited; ``None`` when it was killed (``timeout`` passed, or ``stop`` set)."""
+    deadline = time.monotonic() + timeout
+    given: str | None = request
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                # A short wait at a time only when someone may ask it to stop; otherwise the whole bound at once.
+                _stdout, stderr = child.communicate(given, timeout=max(0.0, min(left, 0.1) if stop else left))
+                return stderr
+            except subprocess.TimeoutExpired:
+                given = None  # sent with the first call; a later call may not send it again
+                if (stop is not None and stop.is_set()) or time.monotonic() >= deadline:
+                    return None
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
 
 
 # --------------------------------------------------------------------------- the child's side

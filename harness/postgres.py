@@ -651,17 +651,21 @@ class EmptyDatabases:
     For the checks that need a scratch database (do the migrations build the models?) in a
     command that otherwise has none (``diagnose``): nothing starts unless such a check runs,
     and when no provider can supply a cluster, :meth:`new` raises :class:`PostgresUnavailable`.
-    Close it (or use it as a context manager) to stop the cluster.
+    Close it (or use it as a context manager) to stop the cluster; once closed, it starts none again
+    (a check still running in a thread after a signal gets :class:`PostgresError`).
     """
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = environ
         self._cluster: DisposableCluster | None = None
         self._lock = threading.Lock()
+        self._closed = False
 
     def new(self) -> str:
         """A new empty database's URL (the cluster is started on the first call)."""
         with self._lock:
+            if self._closed:
+                raise PostgresError("the disposable databases are closed")
             if self._cluster is None:
                 self._cluster = start_cluster(environ=self._environ)
             cluster = self._cluster
@@ -675,7 +679,7 @@ class EmptyDatabases:
     def close(self) -> None:
         """Stop the cluster, if one was started."""
         with self._lock:
-            cluster, self._cluster = self._cluster, None
+            cluster, self._cluster, self._closed = self._cluster, None, True
         if cluster is not None:
             cluster.stop()
 

@@ -23,7 +23,8 @@ DB012       the migrations, applied from empty to a disposable database, build t
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,7 @@ __all__ = [
     "locate_tables",
     "open_probe_connection",
     "probe_engine",
+    "trial_ahead",
 ]
 
 DB001 = Check(
@@ -756,9 +758,10 @@ def check_migrations_build_models(
     app's own URL names, if given); ``search_path`` — the app database's, see :func:`check_server`
     — is made the disposable database's default first, so unqualified tables land where they do
     for the app. The migrations may run for ``timeouts.migrations`` seconds — longer than
-    ``timeouts.probe``, the usual bound of one probe.
+    ``timeouts.probe``, the usual bound of one probe. A trial run begun ahead on the same
+    ``new_database`` with these same inputs (:func:`trial_ahead`) is taken instead of running one now.
     """
-    from harness.migrations import MigrationsError, apply_migrations
+    from harness.migrations import MigrationsError
 
     try:
         scripts = _load(migrations)
@@ -766,30 +769,28 @@ def check_migrations_build_models(
         raise ProbeSkipped(f"the migrations cannot be loaded (DB011): {exc}") from None
     if new_database is None or drop_database is None:
         raise ProbeSkipped("no disposable PostgreSQL to apply the migrations to")
+    trial = _Trial.of(
+        scripts, database_url_env=database_url_env, search_path=search_path, drivername=drivername, timeouts=timeouts
+    )
+    ahead = _AHEAD.pop(new_database, None)
+    built = ahead.take(trial) if ahead is not None else None
+    if built is not None:
+        url, run = built
+        _log().debug("trial_taken_ahead", check_id=DB012.id)
+    else:
+        try:
+            url, run = new_database(), None
+        except Exception as exc:  # no provider could start one here: the check cannot run, and says why
+            if type(exc).__name__ != "PostgresUnavailable":
+                raise
+            raise ProbeSkipped(
+                "no disposable PostgreSQL to apply the migrations to ("
+                + "; ".join(f"{name}: {reason}" for name, reason in getattr(exc, "reasons", {}).items())
+                + ")"
+            ) from None
     try:
-        url = new_database()
-    except Exception as exc:  # no provider could start one here: the check cannot run, and says why
-        if type(exc).__name__ != "PostgresUnavailable":
-            raise
-        raise ProbeSkipped(
-            "no disposable PostgreSQL to apply the migrations to ("
-            + "; ".join(f"{name}: {reason}" for name, reason in getattr(exc, "reasons", {}).items())
-            + ")"
-        ) from None
-    try:
-        app_url = url
-        if drivername:
-            from sqlalchemy.engine import make_url
-
-            app_url = make_url(url).set(drivername=drivername).render_as_string(hide_password=False)
-        run = apply_migrations(
-            scripts.ini,
-            app_url,
-            revision="heads",
-            database_url_env=database_url_env,
-            search_path=search_path,
-            timeout=timeouts.migrations,
-        )
+        if run is None:
+            run = trial.run(url)
         if run.refused:
             raise ProbeSkipped(f"the trial run was refused: {run.refused}")
         if not run.succeeded:
@@ -813,6 +814,118 @@ def check_migrations_build_models(
     finally:
         drop_database(url)
     return _built_schema_findings(comparison, scripts)
+
+
+@dataclass(frozen=True)
+class _Trial:
+    """DB012's trial run by what decides its outcome: the same inputs, the same migrations run the same way."""
+
+    ini: Path
+    database_url_env: str
+    search_path: str | None
+    drivername: str | None
+    timeout: float
+
+    @classmethod
+    def of(
+        cls, scripts: Any, *, database_url_env: str, search_path: str | None, drivername: str | None, timeouts: Timeouts
+    ) -> _Trial:
+        """The trial of ``scripts`` (loaded migrations) with the inputs :func:`check_migrations_build_models` is given."""
+        return cls(Path(scripts.ini), database_url_env, search_path, drivername, timeouts.migrations)
+
+    def run(self, url: str, stop: Any = None) -> Any:
+        """Apply the migrations from empty to the disposable database ``url``: a :class:`harness.migrations.MigrationRun`."""
+        from harness.migrations import apply_migrations
+
+        app_url = url
+        if self.drivername:
+            from sqlalchemy.engine import make_url
+
+            app_url = make_url(url).set(drivername=self.drivername).render_as_string(hide_password=False)
+        return apply_migrations(
+            self.ini,
+            app_url,
+            revision="heads",
+            database_url_env=self.database_url_env,
+            search_path=self.search_path,
+            timeout=self.timeout,
+            stop=stop,
+        )
+
+
+class _TrialAhead:
+    """A trial run begun in a thread before the check asks for it; the check takes it only if its inputs are the same.
+
+    Whatever goes wrong here is not reported: the check then runs its own trial and meets it again.
+    """
+
+    def __init__(
+        self,
+        trial: _Trial,
+        new_database: Callable[[], str],
+        drop_database: Callable[[str], None],
+        wanted: Callable[[], bool],
+    ) -> None:
+        import threading
+
+        self.trial = trial
+        self._new, self._drop, self._wanted = new_database, drop_database, wanted
+        self._built: tuple[str, Any] | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._build, name="harness-trial-ahead", daemon=True)
+        self._thread.start()
+
+    def _build(self) -> None:
+        if self._stop.is_set():
+            return
+        try:
+            url = self._new()  # the first one starts the scratch cluster
+        except Exception:  # noqa: BLE001 - the check asks for its own database and says why it cannot have one
+            return
+        try:
+            run = self.trial.run(url, self._stop) if self._wanted() and not self._stop.is_set() else None
+        except Exception:  # noqa: BLE001 - the check's own trial meets (and reports) the same failure
+            run = None
+        with self._lock:
+            if run is not None and not self._stop.is_set():
+                self._built = (url, run)
+                return
+        self._drop_quietly(url)
+
+    def take(self, trial: _Trial) -> tuple[str, Any] | None:
+        """The database built and its run when ``trial`` is the one begun here (waiting for it); the caller drops it."""
+        if trial != self.trial:
+            return None
+        self._thread.join()
+        with self._lock:
+            built, self._built = self._built, None
+        return built
+
+    def discard(self) -> None:
+        """Stop the run if it is still going (its child is killed), wait for the thread, drop a database no one took."""
+        self._stop.set()
+        self._thread.join()
+        with self._lock:
+            built, self._built = self._built, None
+        if built is not None:
+            self._drop_quietly(built[0])
+
+    def _drop_quietly(self, url: str) -> None:
+        try:
+            self._drop(url)
+        except Exception:  # noqa: BLE001 - stopping the cluster removes it anyway
+            pass
+
+
+def _log() -> Any:
+    from harness.logs import get_logger
+
+    return get_logger("harness.db", stage=Stage.DB.value)
+
+
+#: Trial runs begun ahead (:func:`trial_ahead`), by the ``new_database`` of the disposable databases they run on.
+_AHEAD: dict[Any, _TrialAhead] = {}
 
 
 def _built_schema_findings(comparison: SchemaComparison, scripts: Any) -> list[Finding]:
@@ -1019,10 +1132,65 @@ def migrations_build_models(ctx: Any) -> list[Finding]:
         ctx.target.config.migrations,
         new_database,
         drop_database,
-        database_url_env=ctx.target.config.database_url_env,
-        search_path=ctx.db.get("search_path"),
-        drivername=_app_drivername(ctx.settings.database_url),
-        timeouts=ctx.settings.timeouts,
+        **_trial_inputs(ctx.target, ctx.settings, ctx.db.get("search_path")),
     )
     _TRIAL_VERDICTS[key] = list(findings)
     return findings
+
+
+def _trial_inputs(target: Any, settings: Any, search_path: str | None) -> dict[str, Any]:
+    """What DB012's trial run is given besides the scripts and the databases: from the target, the settings
+    and the app database's ``search_path`` (set by the server probe; ``None`` when it did not connect)."""
+    return {
+        "database_url_env": target.config.database_url_env,
+        "search_path": search_path,
+        "drivername": _app_drivername(settings.database_url),
+        "timeouts": settings.timeouts,
+    }
+
+
+@contextmanager
+def trial_ahead(
+    target: Any, settings: Any, disposable: tuple[Callable[[], str], Callable[[str], None]]
+) -> Iterator[None]:
+    """Begin DB012's trial run now, in a thread, on the databases of ``disposable`` (``(new, drop)``, as
+    :attr:`probes.context.PreflightContext.disposable` will be); stopped, and its database dropped, on leaving.
+
+    For a command that waits on the database under diagnosis first (``diagnose``): the trial does not
+    need that database, so the check finds it done instead of running it after the connect verdict.
+    It is begun on a guess — the server probe will not set a ``search_path`` — unless the connection
+    begun ahead (:func:`harness.dbconnect.connect_ahead`) has already connected by the time the scratch
+    database is there; the check takes it only when its own inputs are the same
+    (:meth:`_TrialAhead.take`), so the guess decides the speed, never the verdict. Nothing starts when
+    the target lacks what DB012 needs, or its migrations do not load (DB012 is then not applicable, or
+    skipped); the caller leaves it out when the db stage is not run.
+    """
+    from harness.dbconnect import connected_ahead
+    from harness.interrupts import cleanup
+    from harness.migrations import MigrationsError
+    from probes.registry import REGISTRY
+
+    (entry,) = (e for e in REGISTRY if e.function is migrations_build_models)
+    try:
+        scripts = None if entry.missing_for(target.config) else _load(target.config.migrations)
+    except MigrationsError:
+        scripts = None
+    if scripts is None:
+        yield
+        return
+    trial = _Trial.of(scripts, **_trial_inputs(target, settings, None))
+    database_url = settings.database_url
+
+    def wanted() -> bool:
+        return not (database_url and connected_ahead(database_url, settings.timeouts))
+
+    new_database, drop_database = disposable
+    ahead = _AHEAD[new_database] = _TrialAhead(trial, new_database, drop_database, wanted)
+    _log().debug("trial_begun_ahead", check_id=DB012.id)
+    try:
+        yield
+    finally:
+        with cleanup():
+            if _AHEAD.get(new_database) is ahead:
+                del _AHEAD[new_database]
+            ahead.discard()

@@ -110,6 +110,7 @@ def diagnose(
     report of the checks that finished.
     """
     import time
+    from contextlib import nullcontext
     from datetime import UTC, datetime
 
     from harness.config import EnvFileError, Settings, load_env_file, sqlalchemy_url
@@ -142,6 +143,7 @@ def diagnose(
     from harness.runner import FLOW_STAGES, FlowRequest, LLMMode, RunOptions, run_flow
     from probes import auth
     from probes.core import Level, Stage
+    from probes.db import trial_ahead
 
     if settings.database_url:
         try:
@@ -240,10 +242,15 @@ def diagnose(
         # A scratch cluster for DB012 is started only if that check runs, and stopped here (also on a signal).
         with EmptyDatabases() as empty:
             disposable = (empty.new, empty.drop)
-            if answers is not None:
-                run = run_flow(settings, request, target=target, options=options, answers=answers, disposable=disposable)
-            else:
-                run = run_flow(settings, request, target=target, options=options, disposable=disposable)
+            # Every input is checked and the application loads: DB012's trial, which needs no target database,
+            # runs while the connect attempt (begun above) waits, and is stopped here on every path.
+            with trial_ahead(target, settings, disposable) if Stage.DB in selected else nullcontext():
+                if answers is not None:
+                    run = run_flow(
+                        settings, request, target=target, options=options, answers=answers, disposable=disposable
+                    )
+                else:
+                    run = run_flow(settings, request, target=target, options=options, disposable=disposable)
     except Interrupted as stopped:
         if stopped.partial is not None:
             folder = report_of(stopped.partial, stopped.signal_name)

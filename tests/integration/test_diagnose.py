@@ -262,3 +262,41 @@ def test_db012_is_skipped_saying_why_when_no_scratch_postgresql_can_start(flow_d
     db012 = next(check for check in report["checks"] if check["id"] == "DB012")
     assert db012["outcome"] == "skipped" and db012["reason"].startswith("no disposable PostgreSQL")
     assert "docker" in db012["reason"]
+
+
+def _events(stderr: str) -> list[str]:
+    """The names of the run's log events (``--log-format json``: one JSON object a line, as they happened)."""
+    names = []
+    for line in stderr.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and "event" in event:
+            names.append(event["event"])
+    return names
+
+
+@pytest.mark.slow
+def test_on_a_silent_listener_db012s_trial_runs_while_the_connect_waits_with_the_same_verdict(
+    silent_listener: int,
+) -> None:
+    """DB012's trial is begun before the connect attempt is awaited, and DB012 takes it: DB001 fails, DB012 passes.
+
+    The order is the run's own (its debug events, written as they happen), not a clock's.
+    """
+    env = {"DATABASE_URL": f"postgresql://u:p@127.0.0.1:{silent_listener}/x", **KEYS}
+    result = harness(
+        "--log-level", "debug", "--log-format", "json", "diagnose", "--llm", "off", "--format", "json",
+        env=env, timeout=60,
+    )  # fmt: skip
+
+    assert result.returncode == 1, result.stderr[-2000:]
+    names = _events(result.stderr)
+    assert "trial_begun_ahead" in names, "DB012's trial was not begun ahead"
+    assert names.index("trial_begun_ahead") < names.index("connect_ahead_awaited")
+    assert "trial_taken_ahead" in names, "DB012 ran a trial of its own after the connect verdict"
+    checks = {check["id"]: check for check in _run_of(result.stdout)["checks"]}
+    assert checks["DB001"]["outcome"] == "failed"
+    assert checks["DB001"]["findings"][0]["evidence"]["error_type"] == "ConnectionTimeout"
+    assert checks["DB012"]["outcome"] == "passed" and checks["DB012"]["findings"] == []

@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 from harness.config import sqlalchemy_url
-from harness.postgres import ENV_BASEDIR, ENV_DATABASE_URL, ENV_PROVIDER
+from harness.postgres import ENV_BASEDIR, ENV_DATABASE_URL, ENV_PROVIDER, start_cluster
 from tests.support import content
 from tests.support.scenarios import healthy_script
 from tests.support.wire_server import Delayed, WireScript, WireServer
@@ -270,6 +270,33 @@ def test_sigterm_while_recording_writes_no_cassette_and_stops_the_disposable_ser
     assert not (out / "stopped.yaml").exists()
     assert _cluster_folders(pg_base) == [] and _postgres_processes(pg_base) == []
     assert _latest_report(tmp_path / "reports")["meta"]["interrupted"] == "SIGTERM"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_while_db012s_trial_runs_ahead_stops_its_server_and_removes_its_folder(
+    pg_base: Path, tmp_path: Path, silent_listener: int, signum: signal.Signals, code: int
+) -> None:
+    """diagnose on a server that never answers runs DB012's trial while the connect waits; stopped then: no server left."""
+    environ = {ENV_BASEDIR: str(pg_base), ENV_PROVIDER: "local-binaries", ENV_DATABASE_URL: ""}
+    start_cluster(environ=environ).stop()  # the initdb cache made now: the run's own start is a copy and a start
+    env = {
+        **environ,
+        "DATABASE_URL": f"postgresql://u:p@127.0.0.1:{silent_listener}/x",
+        "HARNESS_REPORTS_DIR": str(tmp_path),
+        **KEYS,
+    }
+    process = _start("--log-level", "debug", "--log-format", "json", "diagnose", "--llm", "off", env=env)
+    deadline = time.monotonic() + BOUND_S  # a bound on a hang, not a speed
+    while not _postgres_processes(pg_base) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, "the run ended before its trial's server was up"
+    process.send_signal(signum)
+    _stdout, stderr = process.communicate(timeout=BOUND_S)
+
+    assert process.returncode == code, stderr[-2000:]
+    assert "Traceback" not in stderr and "trial_begun_ahead" in stderr
+    assert _cluster_folders(pg_base) == [] and _postgres_processes(pg_base) == []
 
 
 def test_help_documents_the_signal_exit_codes() -> None:
