@@ -264,7 +264,7 @@ def suite_rows(runs: int) -> list[Row]:
     rows = [
         Row(
             "Test suite",
-            "whole suite, one process",
+            "whole suite, one process (`-n 0`)",
             fmt_s(median([r.seconds for r in serial])),
             serial[-1].summary,
             "≤ 90 s",
@@ -282,7 +282,7 @@ def suite_rows(runs: int) -> list[Row]:
     rows.append(
         Row(
             "Test suite",
-            "whole suite, pytest-xdist `-n 2` (a cluster per worker)",
+            "whole suite, `pytest` as is: pytest-xdist `-n 2 --dist loadfile` (a cluster per worker)",
             fmt_s(median([r.seconds for r in parallel])),
             f"{parallel[-1].summary}; {speedup:.2f}× the one-process speed",
             "≤ 90 s; no shared-state failures",

@@ -1,4 +1,4 @@
-"""The project's test suite: wall time serially and with pytest-xdist (``-n 2``).
+"""The project's test suite: wall time in one process (``-n 0``) and with pytest-xdist (``-n 2``, the default).
 
 Each xdist worker is its own process with its own pytest session, so the session-scoped
 ``postgres_cluster`` fixture gives every worker a cluster of its own. A run that does not
@@ -45,10 +45,9 @@ def xdist_available() -> bool:
 
 
 def run_suite(workers: int | None = None) -> SuiteRun:
-    """Run ``pytest`` over the project's tests (``-n workers`` with xdist) and time it."""
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-    if workers:
-        command += ["-n", str(workers)]
+    """Run ``pytest`` over the project's tests (``-n workers`` with xdist, ``-n 0`` for one process) and time it."""
+    # pyproject's addopts turn xdist on (-n 2): one process is asked for with -n 0.
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", str(workers or 0)]
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
     env["PYTHONPATH"] = str(REPO)
     started = time.perf_counter()

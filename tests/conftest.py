@@ -11,6 +11,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,18 @@ FAKE_OPENAI_KEY = "sk-proj-test-9a8b7c6d5e4f3a2b"
 #: Where this session's cluster is offered to the commands the tests run as subprocesses (read by
 #: ``tests.integration.test_cli.harness`` and the plugin's pytester tests, never by the harness itself).
 SHARED_CLUSTER_ENV = "HARNESS_TESTS_SHARED_DATABASE_URL"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist (on by default), a path that does not exist is still a usage error naming it (exit 4).
+
+    Without this the xdist controller, which collects nothing itself, reports only "no tests ran"
+    (exit 5) and the missing path goes unnamed.
+    """
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        for arg in config.args:
+            if not Path(config.invocation_params.dir, arg.split("::", 1)[0]).exists():
+                raise pytest.UsageError(f"file or directory not found: {arg}")
 
 
 @pytest.fixture(scope="session", autouse=True)

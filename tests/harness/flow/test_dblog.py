@@ -11,6 +11,16 @@ from harness.flow.database import make_engine, make_session_factory, session_sco
 from harness.flow.models import DiscoveryDocument
 
 
+def _own(logs: list[dict], session: object) -> list[dict]:
+    """The captured events of ``session`` alone.
+
+    ``capture_logs`` captures process-wide: a session another test left behind (rolled back when
+    it is collected, or in a thread still running) may log into the capture while this test runs.
+    """
+    name = f"{id(session):x}"  # how harness.flow.dblog names a session
+    return [event for event in logs if event.get("session") == name]
+
+
 def _discovery() -> DiscoveryDocument:
     return DiscoveryDocument(
         session_id="sid-1",
@@ -37,6 +47,7 @@ def test_commit_logs_begin_flush_and_commit_with_row_counts(factory) -> None:
     """One unit of work inserting two rows logs begun, flushed (2 inserted) and committed (2 inserted)."""
     with capture_logs() as logs, session_scope(factory) as session:
         session.add_all([_discovery(), _discovery()])
+    logs = _own(logs, session)
     events = [(e["event"], e.get("inserted"), e["log_level"]) for e in logs if e["event"].startswith("db_")]
     assert events == [
         ("db_transaction_begun", None, "debug"),
@@ -52,6 +63,7 @@ def test_rollback_logs_the_rows_it_undid(factory) -> None:
         session.add(_discovery())
         session.flush()
         raise RuntimeError("boom")
+    logs = _own(logs, session)
     rolled = [e for e in logs if e["event"] == "db_rolled_back"]
     assert [(e["inserted"], e["log_level"]) for e in rolled] == [(1, "debug")]
     assert not any(e["event"] == "db_committed" for e in logs)
@@ -65,6 +77,6 @@ def test_update_and_delete_are_counted(factory) -> None:
     with capture_logs() as logs, session_scope(factory) as session:
         session.get(DiscoveryDocument, first.discovery_id).domain = "renamed"
         session.delete(session.get(DiscoveryDocument, second.discovery_id))
-    committed = next(e for e in logs if e["event"] == "db_committed")
+    committed = next(e for e in _own(logs, session) if e["event"] == "db_committed")
     assert (committed["inserted"], committed["updated"], committed["deleted"]) == (0, 1, 1)
     assert uuid.UUID(str(first.discovery_id))
