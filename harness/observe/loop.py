@@ -9,7 +9,10 @@ thread's stack (``sys._current_frames()``) until the loop runs again; then one
 :class:`~harness.observe.timeline.LoopStalled` is recorded, naming the application's line
 seen in most samples and the whole stack there. Its ``at`` is the last beat before the
 stall and ``stalled_s`` the time from there to the loop's next sign of life, so the stall
-covers the blocking call whole (and overstates it by at most one ``interval``)::
+covers the blocking call whole (and overstates it by at most one ``interval``). Time the loop's
+thread spent ready to run but waiting for a core (a busy machine, not the application's code: the
+kernel's run-queue wait in ``/proc/self/task/<tid>/schedstat``, where there is one) is not
+counted: a starved process is not a blocked loop::
 
     with LoopWatch(timeline, code, threshold=1.0):
         target.call(request, user_id, session_id)      # asyncio.run(...) inside: watched
@@ -48,6 +51,15 @@ _MAX_DEPTH = 80
 _Frame = tuple[str, int, str]
 
 
+def _runqueue_wait(native_id: int) -> float:
+    """Seconds the thread has spent ready to run but waiting for a core, so far (0.0 where the kernel does not say)."""
+    try:
+        with open(f"/proc/self/task/{native_id}/schedstat", "rb") as stats:
+            return int(stats.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def _stack_of(frame: types.FrameType | None) -> tuple[_Frame, ...]:
     """The frames of a stack, outermost first (at most ``_MAX_DEPTH`` of the innermost)."""
     frames: list[_Frame] = []
@@ -81,10 +93,13 @@ class _WatchedLoop:
     def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
         self.loop = loop
         self.thread_id = threading.get_ident()
+        self.native_id = threading.get_native_id()
         self.interval = interval
         self.lock = threading.Lock()
         #: When the loop last showed it was running (a beat ran, or watching began).
         self.alive = time.perf_counter()
+        #: The loop thread's run-queue wait then (:func:`_runqueue_wait`).
+        self.alive_waited = _runqueue_wait(self.native_id)
         self.stall = _Stall()
         self.active = True
         self.handle: asyncio.TimerHandle | None = None
@@ -108,13 +123,15 @@ class _WatchedLoop:
             if now - self.alive > threshold and stack:
                 self.stall.add(stack)
 
-    def take(self, now: float) -> tuple[float, _Stall]:
-        """(when the loop was last seen running, what was sampled since), and start again from ``now``."""
+    def take(self, now: float) -> tuple[float, float, _Stall]:
+        """(when the loop was last seen running, how long its thread waited for a core since, what was sampled
+        since), and start again from ``now``."""
+        waited = _runqueue_wait(self.native_id)
         with self.lock:
-            alive, stall = self.alive, self.stall
-            self.alive = now
+            alive, stall, since = self.alive, self.stall, self.alive_waited
+            self.alive, self.alive_waited = now, waited
             self.stall = _Stall()
-        return alive, stall
+        return alive, max(0.0, waited - since), stall
 
 
 class _Registry:
@@ -203,11 +220,15 @@ class _Registry:
         self.resumed(state, time.perf_counter())
 
     def resumed(self, state: _WatchedLoop, now: float) -> None:
-        """The loop ran again at ``now``: silent for longer than a watch's threshold, it was a stall for that watch."""
-        alive, stall = state.take(now)
+        """The loop ran again at ``now``: held longer than a watch's threshold, it was a stall for that watch.
+
+        Held: the time since it last ran, less what its thread spent waiting for a core meanwhile.
+        """
+        alive, starved, stall = state.take(now)
+        held = now - alive - starved
         for watch in self.watches:
-            if now - alive > watch.threshold:
-                watch._record(now - alive, alive, stall)
+            if held > watch.threshold:
+                watch._record(held, alive, stall)
 
     # -- the watchdog ------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import anthropic
+import pytest
 
 from harness.observe.code import AppCode
 from harness.observe.http import HttpWatch
@@ -141,3 +142,62 @@ def test_without_app_code_the_innermost_frame_is_blamed() -> None:
         asyncio.run(blocked())
     (stall,) = timeline.of(LoopStalled)
     assert stall.blocking is not None and stall.blocking.file == __file__ and stall.blocking.function == "blocked"
+
+
+#: Run in a child process pinned to one core beside three busy processes, at the lowest priority: a loop that
+#: only awaits is left waiting for the core again and again (what a loaded CI machine does to a healthy flow).
+_STARVED = r"""
+import asyncio, json, os, subprocess, sys, time
+from harness.observe.loop import LoopWatch
+from harness.observe.timeline import LoopStalled, Timeline
+
+cpu = min(os.sched_getaffinity(0))
+os.sched_setaffinity(0, {cpu})
+spin = f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nwhile True: pass"
+busy = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(3)]
+time.sleep(0.3)
+os.setpriority(os.PRIO_PROCESS, 0, 19)
+
+
+async def awaiting():
+    end = time.perf_counter() + 1.5
+    while time.perf_counter() < end:
+        await asyncio.sleep(0.002)
+
+
+async def blocking():
+    time.sleep(0.5)
+
+
+stalls = {}
+try:
+    for name, flow in (("awaiting", awaiting), ("blocking", blocking)):
+        timeline = Timeline()
+        with LoopWatch(timeline, threshold=0.05, interval=0.005):
+            asyncio.run(flow())
+        stalls[name] = [event.stalled_s for event in timeline.of(LoopStalled)]
+finally:
+    for process in busy:
+        process.kill()
+print(json.dumps(stalls))
+"""
+
+
+@pytest.mark.skipif(
+    not Path(f"/proc/self/task/{threading.get_native_id()}/schedstat").exists(),
+    reason="the kernel here does not say how long a thread waited for a core (no /proc/<pid>/task/<tid>/schedstat)",
+)
+def test_a_loop_starved_of_cpu_is_not_a_stall_and_a_blocked_one_is_measured_without_the_wait() -> None:
+    """A busy machine delays every beat of a loop that only awaits: that is no stall (LLM017 warned on a healthy flow
+    under CI load). A loop blocked by time.sleep(0.5) on the same starved core is one stall of about 0.5 s, not
+    the seconds it took to get the core back."""
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _STARVED], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    stalls = json.loads(result.stdout)
+    assert stalls["awaiting"] == []
+    (blocked,) = stalls["blocking"]
+    assert 0.45 <= blocked < 0.75
