@@ -376,16 +376,20 @@ def test_a_cassette_is_decoded_once_per_content_and_each_caller_gets_its_own_cop
     decoded: list[Path] = []
     decode = cassettes._decode_document
     monkeypatch.setattr(cassettes, "_decode_document", lambda path, text: decoded.append(path) or decode(path, text))
-    path = _write(tmp_path, VALID)
+    import uuid
+
+    request = f"build a shop {uuid.uuid4().hex}"  # a content no other test decoded in this process
+    path = _write(tmp_path, VALID.replace("build a shop", request))
     first = cassettes.load_document(path)
     first["metadata"]["harness"]["expect"] = "changed by its caller"
     assert cassettes.load_document(path)["metadata"]["harness"]["expect"] == "pass"
     assert load_meta(path).expect == "pass"
     assert decoded == [path]
     stat = path.stat()
-    path.write_text(VALID.replace("build a shop", "build a shoe"))  # same size
+    edited = request.replace("build a shop", "build a shoe")  # same size
+    path.write_text(VALID.replace("build a shop", edited))
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert load_meta(path).request == "build a shoe"
+    assert load_meta(path).request == edited
     assert decoded == [path, path]
 
 
