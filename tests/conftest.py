@@ -73,16 +73,16 @@ def stand_in_apis() -> Iterator[Callable[..., Settings]]:
 
 
 @pytest.fixture
-def silent_listener() -> Iterator[int]:
-    """A TCP port that accepts connections and never says a word."""
+def counting_listener() -> Iterator[tuple[int, list]]:
+    """A TCP port that accepts connections, never answers, and keeps each one (so they can be counted)."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)
+    server.settimeout(0.2)
+    accepted: list = []
     stop = threading.Event()
-    accepted = []
 
     def accept() -> None:
-        server.settimeout(0.2)
         while not stop.is_set():
             try:
                 accepted.append(server.accept()[0])
@@ -91,9 +91,15 @@ def silent_listener() -> Iterator[int]:
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
-    yield server.getsockname()[1]
+    yield server.getsockname()[1], accepted
     stop.set()
     thread.join(2)
     for connection in accepted:
         connection.close()
     server.close()
+
+
+@pytest.fixture
+def silent_listener(counting_listener: tuple[int, list]) -> int:
+    """A TCP port that accepts connections and never says a word."""
+    return counting_listener[0]

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -210,33 +207,6 @@ def test_old_server_version_is_db005(monkeypatch) -> None:
 
 
 # -- connecting ahead, and schema verdicts a clone inherits from its template -------------------------
-
-
-@pytest.fixture
-def counting_listener() -> Iterator[tuple[int, list]]:
-    """A TCP port that accepts connections, never answers, and keeps each one (so they can be counted)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    server.settimeout(0.2)
-    accepted: list = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], accepted
-    stop.set()
-    thread.join(2)
-    for connection in accepted:
-        connection.close()
-    server.close()
 
 
 def test_a_connection_begun_ahead_that_timed_out_is_the_verdict_without_a_second_wait(counting_listener) -> None:
