@@ -93,7 +93,7 @@ def _replay(paths: list[Path], jobs: int, expected_runs: int) -> tuple[float, di
 
 
 def measure_library(runs: int) -> LibraryTimes:
-    """``runs`` interleaved samples of the library with ``-j 1``, with ``-j 2``, of one cassette, and of the flow's import."""
+    """``runs`` interleaved samples: the library with ``-j 1`` and ``-j 2``, one cassette, the flow's import."""
     count = len(list(CASSETTES.glob("*.yaml")))
     times = LibraryTimes(cassettes=count)
     _replay([ONE_CASSETTE], 1, 1)  # warm-up: the initdb cache, .pyc files, the file cache

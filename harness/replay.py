@@ -203,8 +203,8 @@ def prepare_process(
     """Pay here, once, what every replay of ``target`` needs, so processes forked from this one start warm.
 
     The application's and the SDKs' imports, the harness's own lazily imported watchers and
-    judges, every cassette's decoded YAML, vcrpy's patches (a cassette opened and closed), and one pre-flight run (env, db,
-    auth; no flow) on a clone: the migrations' trial run (DB012), their heads, and the
+    judges, every cassette's decoded YAML, vcrpy's patches (a cassette opened and closed), and
+    one pre-flight run (env, db, auth; no flow) on a clone: the migrations' trial run (DB012), their heads, and the
     template's schema verdict are then known in this process and every one forked from it.
     """
     import importlib

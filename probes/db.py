@@ -830,11 +830,11 @@ class _Trial:
     def of(
         cls, scripts: Any, *, database_url_env: str, search_path: str | None, drivername: str | None, timeouts: Timeouts
     ) -> _Trial:
-        """The trial of ``scripts`` (loaded migrations) with the inputs :func:`check_migrations_build_models` is given."""
+        """The trial of ``scripts`` (loaded migrations), given what :func:`check_migrations_build_models` is given."""
         return cls(Path(scripts.ini), database_url_env, search_path, drivername, timeouts.migrations)
 
     def run(self, url: str, stop: Any = None) -> Any:
-        """Apply the migrations from empty to the disposable database ``url``: a :class:`harness.migrations.MigrationRun`."""
+        """Apply the migrations from empty to the disposable database ``url`` (a ``MigrationRun``)."""
         from harness.migrations import apply_migrations
 
         app_url = url

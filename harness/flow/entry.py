@@ -45,7 +45,8 @@ async def run_commands(
     *,
     clients: Callable[[Settings], LLMClients] = build_clients,
 ) -> MasterplanResult:
-    """Build the engine and clients from ``settings``, the chat commands from them, run one ``/masterplan``, release both.
+    """Build the engine and clients from ``settings`` and the chat commands from them, run one ``/masterplan``,
+    release both.
 
     ``commands(clients, engine)`` assembles the chat commands (a test shim swaps a component there).
     """
